@@ -1,0 +1,13 @@
+# flake8: noqa
+import os.path as osp
+
+import msconv_plugin  # registers the plugin's networks (and applies the BasicSR fixes) first
+from basicsr.test import test_pipeline
+
+
+def main():
+    test_pipeline(osp.abspath('.'))
+
+
+if __name__ == '__main__':
+    main()
