@@ -1,0 +1,252 @@
+"""MS³-Conv: multi-scale, cross-scale, share-weights convolution.
+
+The three steps of the method (``../shared/docs/MS3CONV_SPEC.md``; patent CN111353939B; Feng et al.,
+arXiv 2008.00239), one class each:
+
+- S1 ``MS3Split``: the network's first convolution is kept as it is (full resolution); its output is split into
+  ``n_scales`` branches of equal depth and branch i (i = 1…n) is downsampled i−1 times.
+- S2 ``MS3Conv``: replaces every convolution in between. Branch i's output is the same-scale kernel applied to
+  branch i plus what the cross-scale kernels deliver to branch i. The n same-scale kernels are ONE parameter
+  tensor. A finer source is downsampled before its cross-scale kernel, a coarser source is upsampled after it.
+- S3 ``MS3Fuse``: replaces the last convolution of the trunk: one convolution per branch maps it back to the
+  replaced convolution's depth, branch i is upsampled i−1 times, and the n results are summed.
+
+Multi-scale features travel between layers as a list of tensors, finest first. Non-linearities, residual
+additions and scalings between converted convolutions act branch by branch (``branchwise``, ``add_scaled``).
+
+Choices the patent leaves open (all documented in the README):
+
+- Branch width. Every branch has ``num_feat // n_scales`` channels, so the same-scale kernel has one shape for all
+  branches. When ``num_feat`` is not a multiple of ``n_scales``, the split uses the first
+  ``n_scales * (num_feat // n_scales)`` channels of the first convolution's output; the remaining
+  ``num_feat % n_scales`` channels are not branched (a network whose first features also feed a long skip, like
+  EDSR, still carries them through that skip).
+- Down-/up-sampling. Defaults: 2×2 average pooling down and nearest-neighbour up. Average pooling is the
+  anti-aliasing box filter, nearest is its adjoint (together they preserve the local mean), both are exact on
+  even sizes, cost no parameters and next to no operations, and run well in channels_last. Also offered:
+  ``downsample='max'`` and ``upsample='bilinear'``.
+- Sizes. At the split the features are padded (replicate, bottom/right) to a multiple of ``2**(n_scales - 1)``;
+  the fuse crops back, so the output has exactly the size the plain network would give, for any input size.
+- Biases. Only the same-scale kernel (shared, like its weight) and the finest fuse convolution carry a bias:
+  every other bias would add a constant to the same sum, and a constant survives up-/down-sampling unchanged.
+"""
+import re
+
+from torch import nn as nn
+from torch.nn import functional as F
+
+INTERACTIONS = ('adjacent', 'full')
+DOWNSAMPLES = ('avg', 'max')
+UPSAMPLES = ('nearest', 'bilinear')
+
+
+def check_ms3_args(n_scales, interaction='adjacent', downsample='avg', upsample='nearest', num_feat=None):
+    """Raise ``ValueError`` naming the argument and its valid values when an MS³ option is invalid.
+
+    ``num_feat`` (the width that is split into branches) is checked when given.
+    """
+    if isinstance(n_scales, bool) or not isinstance(n_scales, int) or n_scales < 1:
+        raise ValueError(f'n_scales must be an integer >= 1 (1 is a plain convolution), got {n_scales!r}.')
+    if interaction not in INTERACTIONS:
+        raise ValueError(f'interaction must be one of {INTERACTIONS}, got {interaction!r}.')
+    if downsample not in DOWNSAMPLES:
+        raise ValueError(f'downsample must be one of {DOWNSAMPLES}, got {downsample!r}.')
+    if upsample not in UPSAMPLES:
+        raise ValueError(f'upsample must be one of {UPSAMPLES}, got {upsample!r}.')
+    if num_feat is not None and num_feat < n_scales:
+        raise ValueError(f'num_feat ({num_feat}) must be >= n_scales ({n_scales}) so that each branch keeps '
+                         f'at least one channel; valid n_scales here: 1..{num_feat}.')
+
+
+def cross_scale_sources(i, n_scales, interaction):
+    """Branches (0-based) whose features a cross-scale kernel delivers to branch ``i``."""
+    if interaction == 'adjacent':
+        return [j for j in (i - 1, i + 1) if 0 <= j < n_scales]
+    return [j for j in range(n_scales) if j != i]
+
+
+def num_cross_scale_kernels(n_scales, interaction):
+    """2n−2 for adjacent interaction, n(n−1) for full interaction."""
+    return 2 * n_scales - 2 if interaction == 'adjacent' else n_scales * (n_scales - 1)
+
+
+def downsample(x, times, mode='avg'):
+    """Halve height and width ``times`` times."""
+    if times == 0:
+        return x
+    factor = 2**times
+    return F.avg_pool2d(x, factor) if mode == 'avg' else F.max_pool2d(x, factor)
+
+
+def upsample(x, times, mode='nearest'):
+    """Double height and width ``times`` times."""
+    if times == 0:
+        return x
+    if mode == 'nearest':  # one call: repeated nearest doubling equals one nearest 2**times enlargement
+        return F.interpolate(x, scale_factor=2**times, mode='nearest')
+    for _ in range(times):
+        x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
+    return x
+
+
+def branchwise(fn, xs):
+    """Apply ``fn`` (an activation, a scaling…) to every branch."""
+    return [fn(x) for x in xs]
+
+
+def add_scaled(xs, ys, scale=1.):
+    """Branch-wise residual addition ``x + y * scale``."""
+    return [x + y * scale for x, y in zip(xs, ys)]
+
+
+class MS3Split(nn.Module):
+    """S1: split full-resolution features into ``n_scales`` branches; branch i is downsampled i−1 times.
+
+    Parameter-free: the convolution of S1 is the network's own first convolution, applied before the split.
+
+    Args:
+        n_scales (int): Number of scales (branches). 1 returns the features unchanged. Default: 2.
+        downsample (str): 'avg' (2×2 average pooling) or 'max'. Default: 'avg'.
+    """
+
+    def __init__(self, n_scales=2, downsample='avg'):
+        super().__init__()
+        check_ms3_args(n_scales, downsample=downsample)
+        self.n_scales = n_scales
+        self.downsample = downsample
+
+    def forward(self, x):
+        if self.n_scales == 1:
+            return [x]
+        multiple = 2**(self.n_scales - 1)
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, -w % multiple, 0, -h % multiple), mode='replicate')
+        width = x.size(1) // self.n_scales
+        return [downsample(x[:, i * width:(i + 1) * width], i, self.downsample) for i in range(self.n_scales)]
+
+
+class MS3Conv(nn.Module):
+    """S2: multi-scale mapping with one shared same-scale kernel and cross-scale interaction.
+
+    Args:
+        in_channels (int): Input channels of EACH branch.
+        out_channels (int): Output channels of EACH branch.
+        n_scales (int): Number of scales. 1 is exactly an ordinary ``nn.Conv2d``. Default: 2.
+        interaction (str): 'adjacent' (branch i receives from i−1 and i+1: 2n−2 cross-scale kernels) or
+            'full' (from every other branch: n(n−1) kernels). Default: 'adjacent'.
+        kernel_size (int): Kernel size of every kernel. Default: 3.
+        bias (bool): Whether the (shared) same-scale kernel has a bias. Default: True.
+        downsample (str): 'avg' or 'max', applied to a finer source before its cross-scale kernel. Default: 'avg'.
+        upsample (str): 'nearest' or 'bilinear', applied after a coarser source's kernel. Default: 'nearest'.
+    """
+
+    def __init__(self, in_channels, out_channels, n_scales=2, interaction='adjacent', kernel_size=3, bias=True,
+                 downsample='avg', upsample='nearest'):
+        super().__init__()
+        check_ms3_args(n_scales, interaction, downsample, upsample)
+        self.n_scales = n_scales
+        self.interaction = interaction
+        self.downsample = downsample
+        self.upsample = upsample
+        padding = kernel_size // 2
+        # One module, hence one weight tensor (and one bias), used at every scale.
+        self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, bias=bias)
+        # Key 'jtoi' is the kernel carrying branch j to branch i, numbered 1…n as in the patent.
+        self.cross_scale = nn.ModuleDict({
+            f'{j + 1}to{i + 1}': nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, bias=False)
+            for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
+        })
+
+    def forward(self, xs):
+        outs = []
+        for i, x in enumerate(xs):
+            out = self.same_scale(x)
+            for j in cross_scale_sources(i, self.n_scales, self.interaction):
+                kernel = self.cross_scale[f'{j + 1}to{i + 1}']
+                if j < i:  # finer source: downsample first, so the kernel runs at the coarser size
+                    out = out + kernel(downsample(xs[j], i - j, self.downsample))
+                else:  # coarser source: kernel at its own size, then upsample
+                    out = out + upsample(kernel(xs[j]), j - i, self.upsample)
+            outs.append(out)
+        return outs
+
+    def extra_repr(self):
+        return f'n_scales={self.n_scales}, interaction={self.interaction!r}'
+
+
+class MS3Fuse(nn.Module):
+    """S3: map each branch back to ``out_channels``, upsample branch i i−1 times, sum, and crop to ``size``.
+
+    Args:
+        in_channels (int): Channels of EACH branch.
+        out_channels (int): Output channels (the replaced convolution's output depth).
+        n_scales (int): Number of scales. 1 is exactly an ordinary ``nn.Conv2d``. Default: 2.
+        kernel_size (int): Kernel size. Default: 3.
+        upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
+    """
+
+    def __init__(self, in_channels, out_channels, n_scales=2, kernel_size=3, upsample='nearest'):
+        super().__init__()
+        check_ms3_args(n_scales, upsample=upsample)
+        self.upsample = upsample
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=i == 0)
+            for i in range(n_scales))
+
+    def forward(self, xs, size):
+        # Coarse to fine: up(up(c3) + c2) + c1 = c1 + up(c2) + up²(c3), since upsampling is linear; each
+        # upsampling then works on the smallest tensor possible.
+        out = self.convs[-1](xs[-1])
+        for conv, x in zip(reversed(self.convs[:-1]), reversed(xs[:-1])):
+            out = conv(x) + upsample(out, 1, self.upsample)
+        return out[..., :size[0], :size[1]]
+
+
+class MS3ResidualBlockNoBN(nn.Module):
+    """BasicSR's ``ResidualBlockNoBN`` (conv-ReLU-conv, scaled residual) with both convolutions as S2 layers.
+
+    Args:
+        num_feat (int): Channels of EACH branch. Default: 64.
+        res_scale (float): Residual scale. Default: 1.
+        n_scales, interaction, downsample, upsample: see ``MS3Conv``.
+    """
+
+    def __init__(self, num_feat=64, res_scale=1, n_scales=2, interaction='adjacent', downsample='avg',
+                 upsample='nearest'):
+        super().__init__()
+        self.res_scale = res_scale
+        self.conv1 = MS3Conv(num_feat, num_feat, n_scales, interaction, 3, True, downsample, upsample)
+        self.conv2 = MS3Conv(num_feat, num_feat, n_scales, interaction, 3, True, downsample, upsample)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, xs):
+        out = self.conv2(branchwise(self.relu, self.conv1(xs)))
+        return add_scaled(xs, out, self.res_scale)
+
+
+def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True):
+    """Closed form of an S2 layer's parameter count: k²·c_in·c_out·(1 + #cross-scale kernels) + c_out."""
+    kernels = 1 + num_cross_scale_kernels(n_scales, interaction)
+    return kernel_size**2 * in_channels * out_channels * kernels + (out_channels if bias else 0)
+
+
+def convert_plain_state_dict(state_dict, renames):
+    """Map a plain network's state dict to its ``n_scales=1`` MS³ counterpart.
+
+    Args:
+        state_dict (dict): The plain network's state dict.
+        renames (list[tuple[str, str]]): Pairs ``(regex, replacement)`` applied in order to each key with
+            ``re.sub``; keys that match none stay as they are.
+    """
+    converted = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted
+
+
+__all__ = [
+    'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'branchwise', 'add_scaled', 'check_ms3_args',
+    'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params', 'convert_plain_state_dict'
+]

@@ -1,0 +1,121 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from msconv_plugin.archs.ms3conv import (MS3Conv, MS3Fuse, MS3Split, cross_scale_sources, ms3conv_num_params,
+                                         num_cross_scale_kernels)
+
+
+def _multi_scale(n, c, h=16, w=24, batch=2):
+    return [torch.randn(batch, c, h >> i, w >> i) for i in range(n)]
+
+
+@pytest.mark.parametrize('interaction', ['adjacent', 'full'])
+@pytest.mark.parametrize('n_scales', [1, 2, 3, 4])
+@pytest.mark.parametrize('c_in,c_out', [(8, 8), (6, 10)])
+def test_s2_parameter_count_is_closed_form(n_scales, interaction, c_in, c_out):
+    layer = MS3Conv(c_in, c_out, n_scales, interaction)
+    cross = 2 * n_scales - 2 if interaction == 'adjacent' else n_scales * (n_scales - 1)
+    assert num_cross_scale_kernels(n_scales, interaction) == cross
+    assert len(layer.cross_scale) == cross
+    expected = 9 * c_in * c_out * (1 + cross) + c_out
+    assert sum(p.numel() for p in layer.parameters()) == expected == ms3conv_num_params(
+        c_in, c_out, n_scales, interaction)
+
+
+def test_adjacent_and_full_sources():
+    assert [cross_scale_sources(i, 4, 'adjacent') for i in range(4)] == [[1], [0, 2], [1, 3], [2]]
+    assert [cross_scale_sources(i, 3, 'full') for i in range(3)] == [[1, 2], [0, 2], [0, 1]]
+
+
+@pytest.mark.parametrize('interaction', ['adjacent', 'full'])
+@pytest.mark.parametrize('n_scales', [2, 3])
+def test_same_scale_kernel_is_one_tensor_used_at_every_scale(n_scales, interaction):
+    layer = MS3Conv(4, 4, n_scales, interaction)
+    seen_sizes = []
+    layer.same_scale.register_forward_hook(lambda mod, inp, out: seen_sizes.append(tuple(inp[0].shape[-2:])))
+    outs = layer(_multi_scale(n_scales, 4))
+    assert seen_sizes == [(16 >> i, 24 >> i) for i in range(n_scales)]
+    # exactly one weight and one bias tensor for the same-scale mapping; all others are cross-scale kernels
+    same = [name for name, _ in layer.named_parameters() if name.startswith('same_scale')]
+    assert same == ['same_scale.weight', 'same_scale.bias']
+    # the shared weight's gradient collects every branch's contribution
+    sum(o.sum() for o in outs).backward()
+    grad_all = layer.same_scale.weight.grad.clone()
+    per_branch = torch.zeros_like(grad_all)
+    xs = _multi_scale(n_scales, 4)
+    for x in xs:
+        layer.zero_grad()
+        F.conv2d(x, layer.same_scale.weight, layer.same_scale.bias, padding=1).sum().backward()
+        per_branch += layer.same_scale.weight.grad
+    layer.zero_grad()
+    sum(o.sum() for o in layer(xs)).backward()
+    torch.testing.assert_close(layer.same_scale.weight.grad, per_branch)
+
+
+def test_s2_matches_the_written_out_formula():
+    """Finer sources are downsampled before their kernel, coarser ones upsampled after it."""
+    torch.manual_seed(0)
+    layer = MS3Conv(3, 5, 3, 'full')
+    x1, x2, x3 = _multi_scale(3, 3)
+    outs = layer([x1, x2, x3])
+
+    def k(name, x):
+        return F.conv2d(x, layer.cross_scale[name].weight, padding=1)
+
+    def same(x):
+        return F.conv2d(x, layer.same_scale.weight, layer.same_scale.bias, padding=1)
+
+    def up(x, f):
+        return F.interpolate(x, scale_factor=f, mode='nearest')
+
+    expected = [
+        same(x1) + up(k('2to1', x2), 2) + up(k('3to1', x3), 4),
+        same(x2) + k('1to2', F.avg_pool2d(x1, 2)) + up(k('3to2', x3), 2),
+        same(x3) + k('1to3', F.avg_pool2d(x1, 4)) + k('2to3', F.avg_pool2d(x2, 2)),
+    ]
+    for out, exp in zip(outs, expected):
+        torch.testing.assert_close(out, exp)
+
+
+@pytest.mark.parametrize('size', [(17, 23), (3, 5), (1, 1), (16, 16)])
+@pytest.mark.parametrize('n_scales', [1, 2, 3])
+def test_split_and_fuse_sizes(n_scales, size):
+    x = torch.randn(1, 7, *size)
+    branches = MS3Split(n_scales)(x)
+    assert len(branches) == n_scales
+    multiple = 2**(n_scales - 1)
+    padded = [-(-s // multiple) * multiple for s in size]
+    for i, b in enumerate(branches):
+        assert b.shape == (1, 7 // n_scales, padded[0] >> i, padded[1] >> i)
+    assert MS3Fuse(7 // n_scales, 9, n_scales)(branches, size).shape == (1, 9, *size)
+
+
+def test_split_uses_the_leading_channels_and_averages():
+    x = torch.arange(2 * 4 * 4 * 5, dtype=torch.float32).view(2, 4, 4, 5)  # 5 channels → 2 branches of 2
+    x = x.permute(0, 3, 1, 2)
+    b1, b2 = MS3Split(2)(x)
+    torch.testing.assert_close(b1, x[:, :2])
+    torch.testing.assert_close(b2, F.avg_pool2d(x[:, 2:4], 2))
+
+
+def test_fuse_sums_upsampled_branches():
+    torch.manual_seed(0)
+    fuse = MS3Fuse(2, 3, 3, upsample='bilinear')
+    xs = _multi_scale(3, 2)
+    up = lambda x: F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)  # noqa: E731
+    expected = fuse.convs[0](xs[0]) + up(fuse.convs[1](xs[1])) + up(up(fuse.convs[2](xs[2])))
+    torch.testing.assert_close(fuse(xs, (16, 24)), expected)
+    assert [c.bias is not None for c in fuse.convs] == [True, False, False]
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(n_scales=0), 'n_scales'),
+    (dict(n_scales=2.0), 'n_scales'),
+    (dict(interaction='ring'), 'interaction'),
+    (dict(downsample='bicubic'), 'downsample'),
+    (dict(upsample='area'), 'upsample'),
+])
+def test_bad_layer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MS3Conv(4, 4, **kwargs)
