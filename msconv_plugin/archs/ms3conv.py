@@ -136,12 +136,13 @@ class MS3Conv(nn.Module):
             'full' (from every other branch: n(n−1) kernels). Default: 'adjacent'.
         kernel_size (int): Kernel size of every kernel. Default: 3.
         bias (bool): Whether the (shared) same-scale kernel has a bias. Default: True.
+        groups (int): Groups of every kernel, as in ``nn.Conv2d``. Default: 1.
         downsample (str): 'avg' or 'max', applied to a finer source before its cross-scale kernel. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear', applied after a coarser source's kernel. Default: 'nearest'.
     """
 
     def __init__(self, in_channels, out_channels, n_scales=2, interaction='adjacent', kernel_size=3, bias=True,
-                 downsample='avg', upsample='nearest'):
+                 groups=1, downsample='avg', upsample='nearest'):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample)
         self.n_scales = n_scales
@@ -150,10 +151,10 @@ class MS3Conv(nn.Module):
         self.upsample = upsample
         padding = kernel_size // 2
         # One module, hence one weight tensor (and one bias), used at every scale.
-        self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, bias=bias)
+        self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
         # Key 'jtoi' is the kernel carrying branch j to branch i, numbered 1…n as in the patent.
         self.cross_scale = nn.ModuleDict({
-            f'{j + 1}to{i + 1}': nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, bias=False)
+            f'{j + 1}to{i + 1}': nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
             for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
         })
 
@@ -215,8 +216,9 @@ class MS3ResidualBlockNoBN(nn.Module):
                  upsample='nearest'):
         super().__init__()
         self.res_scale = res_scale
-        self.conv1 = MS3Conv(num_feat, num_feat, n_scales, interaction, 3, True, downsample, upsample)
-        self.conv2 = MS3Conv(num_feat, num_feat, n_scales, interaction, 3, True, downsample, upsample)
+        ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
+        self.conv1 = MS3Conv(num_feat, num_feat, **ms3)
+        self.conv2 = MS3Conv(num_feat, num_feat, **ms3)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, xs):
@@ -224,10 +226,10 @@ class MS3ResidualBlockNoBN(nn.Module):
         return add_scaled(xs, out, self.res_scale)
 
 
-def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True):
-    """Closed form of an S2 layer's parameter count: k²·c_in·c_out·(1 + #cross-scale kernels) + c_out."""
+def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True, groups=1):
+    """Closed form of an S2 layer's parameter count: k²·(c_in/groups)·c_out·(1 + #cross-scale kernels) + c_out."""
     kernels = 1 + num_cross_scale_kernels(n_scales, interaction)
-    return kernel_size**2 * in_channels * out_channels * kernels + (out_channels if bias else 0)
+    return kernel_size**2 * in_channels // groups * out_channels * kernels + (out_channels if bias else 0)
 
 
 def convert_plain_state_dict(state_dict, renames):
