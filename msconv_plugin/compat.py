@@ -9,9 +9,8 @@ Fixes:
    imports the old name in ``basicsr/data/degradations.py``, so ``import basicsr`` fails. We register the new
    module under the old name.
 2. ``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` to place the training state, which
-   fails on a machine without a GPU, and relies on ``torch.load`` unpickling arbitrary objects (torch >= 2.6
-   defaults to ``weights_only=True``; the schedulers' state holds a ``collections.Counter``). We replace it with
-   a loader that maps the state to the current CUDA device when there is one and to the CPU otherwise.
+   fails on a machine without a GPU. We replace it with a loader that maps the state to the current CUDA device
+   when there is one and to the CPU otherwise.
 """
 import importlib
 import sys
@@ -46,8 +45,7 @@ def load_resume_state(opt):
     if resume_state_path is None:
         return None
     device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
-    # A training state is written by BasicSR itself (optimizer and scheduler states), not a foreign file.
-    resume_state = torch.load(resume_state_path, map_location=device, weights_only=False)
+    resume_state = torch.load(resume_state_path, map_location=device)
     check_resume(opt, resume_state['iter'])
     return resume_state
 

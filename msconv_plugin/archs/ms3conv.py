@@ -30,12 +30,16 @@ Choices the patent leaves open (all documented in the README):
 - Biases. Only the same-scale kernel (shared, like its weight) and the finest fuse convolution carry a bias:
   every other bias would add a constant to the same sum, and a constant survives up-/down-sampling unchanged.
 """
+import math
 import re
 
+import torch
+from basicsr.archs.arch_util import default_init_weights
 from torch import nn as nn
 from torch.nn import functional as F
 
 INTERACTIONS = ('adjacent', 'full')
+SCOPES = ('trunk', 'whole')
 DOWNSAMPLES = ('avg', 'max')
 UPSAMPLES = ('nearest', 'bilinear')
 
@@ -56,6 +60,12 @@ def check_ms3_args(n_scales, interaction='adjacent', downsample='avg', upsample=
     if num_feat is not None and num_feat < n_scales:
         raise ValueError(f'num_feat ({num_feat}) must be >= n_scales ({n_scales}) so that each branch keeps '
                          f'at least one channel; valid n_scales here: 1..{num_feat}.')
+
+
+def check_scope(scope):
+    """Validate a network's conversion scope: 'trunk' (split … fuse around the feature trunk) or 'whole'."""
+    if scope not in SCOPES:
+        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}.')
 
 
 def cross_scale_sources(i, n_scales, interaction):
@@ -97,6 +107,23 @@ def branchwise(fn, xs):
 def add_scaled(xs, ys, scale=1.):
     """Branch-wise residual addition ``x + y * scale``."""
     return [x + y * scale for x, y in zip(xs, ys)]
+
+
+def branchwise_cat(*multi_scale_features):
+    """Branch-wise channel concatenation (dense connections): branch i of the result concatenates branch i of
+    every argument, in order."""
+    return [torch.cat(parts, 1) for parts in zip(*multi_scale_features)]
+
+
+class Branchwise(nn.Module):
+    """Module form of ``branchwise``: applies a parameter-free module (activation, pixel shuffle…) to every branch."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, xs):
+        return branchwise(self.module, xs)
 
 
 class MS3Split(nn.Module):
@@ -154,7 +181,8 @@ class MS3Conv(nn.Module):
         self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
         # Key 'jtoi' is the kernel carrying branch j to branch i, numbered 1…n as in the patent.
         self.cross_scale = nn.ModuleDict({
-            f'{j + 1}to{i + 1}': nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
+            f'{j + 1}to{i + 1}': nn.Conv2d(
+                in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
             for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
         })
 
@@ -209,21 +237,47 @@ class MS3ResidualBlockNoBN(nn.Module):
     Args:
         num_feat (int): Channels of EACH branch. Default: 64.
         res_scale (float): Residual scale. Default: 1.
+        pytorch_init (bool): If True, PyTorch's default init, otherwise BasicSR's ``default_init_weights`` scaled
+            by 0.1, as in ``ResidualBlockNoBN``. Default: False.
         n_scales, interaction, downsample, upsample: see ``MS3Conv``.
     """
 
-    def __init__(self, num_feat=64, res_scale=1, n_scales=2, interaction='adjacent', downsample='avg',
-                 upsample='nearest'):
+    def __init__(self, num_feat=64, res_scale=1, pytorch_init=False, n_scales=2, interaction='adjacent',
+                 downsample='avg', upsample='nearest'):
         super().__init__()
         self.res_scale = res_scale
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
         self.conv1 = MS3Conv(num_feat, num_feat, **ms3)
         self.conv2 = MS3Conv(num_feat, num_feat, **ms3)
         self.relu = nn.ReLU(inplace=True)
+        if not pytorch_init:
+            default_init_weights([self.conv1, self.conv2], 0.1)
 
     def forward(self, xs):
         out = self.conv2(branchwise(self.relu, self.conv1(xs)))
         return add_scaled(xs, out, self.res_scale)
+
+
+class MS3Upsample(nn.Sequential):
+    """BasicSR's ``Upsample`` (conv + pixel shuffle, per factor 2 or 3) with S2 layers and branch-wise shuffles.
+
+    Args:
+        scale (int): Scale factor: 2^n or 3.
+        num_feat (int): Channels of EACH branch.
+        ms3 (dict): ``n_scales``, ``interaction``, ``downsample``, ``upsample`` of ``MS3Conv``.
+    """
+
+    def __init__(self, scale, num_feat, **ms3):
+        if (scale & (scale - 1)) == 0:
+            factors = [2] * int(math.log2(scale))
+        elif scale == 3:
+            factors = [3]
+        else:
+            raise ValueError(f'scale {scale} is not supported. Supported scales: 2^n and 3.')
+        layers = []
+        for factor in factors:
+            layers += [MS3Conv(num_feat, factor**2 * num_feat, **ms3), Branchwise(nn.PixelShuffle(factor))]
+        super().__init__(*layers)
 
 
 def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True, groups=1):
@@ -249,6 +303,7 @@ def convert_plain_state_dict(state_dict, renames):
 
 
 __all__ = [
-    'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'branchwise', 'add_scaled', 'check_ms3_args',
-    'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params', 'convert_plain_state_dict'
+    'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'MS3Upsample', 'branchwise', 'add_scaled',
+    'branchwise_cat', 'check_ms3_args', 'check_scope', 'cross_scale_sources', 'num_cross_scale_kernels',
+    'ms3conv_num_params', 'convert_plain_state_dict'
 ]

@@ -3,13 +3,21 @@ from basicsr.archs.arch_util import Upsample, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
-from .ms3conv import MS3Fuse, MS3ResidualBlockNoBN, MS3Split, check_ms3_args, convert_plain_state_dict
+from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_ms3_args,
+                      check_scope, convert_plain_state_dict)
 
 
 @ARCH_REGISTRY.register()
 class MS3EDSR(nn.Module):
-    """EDSR with MS³-Conv: ``conv_first`` → split (S1), every convolution of the residual blocks → S2 layer,
-    ``conv_after_body`` → fuse (S3). The long skip, the upsampler and ``conv_last`` stay as in EDSR.
+    """EDSR with MS³-Conv: ``conv_first`` → split (S1), every convolution of the residual blocks → S2 layer.
+
+    ``scope`` decides where the fuse (S3) goes:
+
+    - ``'trunk'`` (default): the fuse replaces ``conv_after_body``; the long skip, the upsampler and ``conv_last``
+      stay as in EDSR.
+    - ``'whole'``: ``conv_after_body`` and the upsampler's convolutions become S2 layers too (long skip and pixel
+      shuffles act branch by branch) and the fuse replaces ``conv_last``; this saves most at ×4, where the
+      upsampler carries a large share of the operations.
 
     EDSR paper: Enhanced Deep Residual Networks for Single Image Super-Resolution (Lim et al., CVPRW 2017).
     MS³-Conv: patent CN111353939B; Feng et al., Exploring Multi-Scale Feature Propagation and Communication for
@@ -28,7 +36,8 @@ class MS3EDSR(nn.Module):
         n_scales (int): Number of scales; 1 is exactly EDSR (see ``edsr_to_ms3edsr``). Default: 2.
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
         downsample (str): 'avg' or 'max'. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear' (between scales; the image upsampler is EDSR's). Default: 'nearest'.
+        upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
+        scope (str): 'trunk' or 'whole', see above. Default: 'trunk'.
     """
 
     def __init__(self,
@@ -43,43 +52,64 @@ class MS3EDSR(nn.Module):
                  n_scales=2,
                  interaction='adjacent',
                  downsample='avg',
-                 upsample='nearest'):
+                 upsample='nearest',
+                 scope='trunk'):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
+        check_scope(scope)
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
         branch_feat = num_feat // n_scales
 
         self.img_range = img_range
         self.mean = torch.Tensor(rgb_mean).view(1, 3, 1, 1)
+        self.upscale = upscale
+        self.scope = scope
 
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        # With scope 'trunk' the long skip reads all of conv_first's channels; otherwise only the branches do.
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat if scope == 'trunk' else n_scales * branch_feat, 3, 1, 1)
         self.split = MS3Split(n_scales, downsample)
-        self.body = make_layer(MS3ResidualBlockNoBN, num_block, num_feat=branch_feat, res_scale=res_scale, **ms3)
-        self.fuse = MS3Fuse(branch_feat, num_feat, n_scales, upsample=upsample)
-        self.upsample = Upsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        self.body = make_layer(
+            MS3ResidualBlockNoBN, num_block, num_feat=branch_feat, res_scale=res_scale, pytorch_init=True, **ms3)
+        if scope == 'trunk':
+            self.fuse = MS3Fuse(branch_feat, num_feat, n_scales, upsample=upsample)
+            self.upsample = Upsample(upscale, num_feat)
+            self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        else:
+            self.conv_after_body = MS3Conv(branch_feat, branch_feat, **ms3)
+            self.upsample = MS3Upsample(upscale, branch_feat, **ms3)
+            self.fuse = MS3Fuse(branch_feat, num_out_ch, n_scales, upsample=upsample)
 
     def forward(self, x):
         self.mean = self.mean.type_as(x)
+        size = x.shape[-2:]
 
         x = (x - self.mean) * self.img_range
         x = self.conv_first(x)
-        res = self.fuse(self.body(self.split(x)), x.shape[-2:])
-        res += x
-
-        x = self.conv_last(self.upsample(res))
+        if self.scope == 'trunk':
+            res = self.fuse(self.body(self.split(x)), size)
+            res += x
+            x = self.conv_last(self.upsample(res))
+        else:
+            feats = self.split(x)
+            res = add_scaled(feats, self.conv_after_body(self.body(feats)))
+            x = self.fuse(self.upsample(res), (size[0] * self.upscale, size[1] * self.upscale))
         x = x / self.img_range + self.mean
 
         return x
 
 
-def edsr_to_ms3edsr(state_dict):
-    """Map a BasicSR ``EDSR`` state dict to ``MS3EDSR(n_scales=1)`` with the same other arguments.
+def edsr_to_ms3edsr(state_dict, scope='trunk'):
+    """Map a BasicSR ``EDSR`` state dict to ``MS3EDSR(n_scales=1, scope=scope)`` with the same other arguments.
 
-    ``body.<k>.conv<1|2>.*`` → ``body.<k>.conv<1|2>.same_scale.*`` and ``conv_after_body.*`` → ``fuse.convs.0.*``;
-    ``conv_first``, ``upsample`` and ``conv_last`` keep their names.
+    ``body.<k>.conv<1|2>.*`` → ``body.<k>.conv<1|2>.same_scale.*``. With ``scope='trunk'``
+    ``conv_after_body.*`` → ``fuse.convs.0.*`` and ``conv_first``, ``upsample``, ``conv_last`` keep their names;
+    with ``scope='whole'`` ``conv_after_body`` and the upsampler's convolutions gain ``.same_scale`` and
+    ``conv_last.*`` → ``fuse.convs.0.*``.
     """
-    return convert_plain_state_dict(state_dict, [
-        (r'^body\.(\d+)\.(conv[12])\.', r'body.\1.\2.same_scale.'),
-        (r'^conv_after_body\.', 'fuse.convs.0.'),
-    ])
+    check_scope(scope)
+    renames = [(r'^body\.(\d+)\.(conv[12])\.', r'body.\1.\2.same_scale.')]
+    if scope == 'trunk':
+        renames.append((r'^conv_after_body\.', 'fuse.convs.0.'))
+    else:
+        renames += [(r'^(conv_after_body|upsample\.\d+)\.', r'\1.same_scale.'), (r'^conv_last\.', 'fuse.convs.0.')]
+    return convert_plain_state_dict(state_dict, renames)

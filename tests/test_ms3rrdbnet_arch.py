@@ -1,0 +1,67 @@
+import itertools
+
+import pytest
+import torch
+from basicsr.archs.rrdbnet_arch import RRDBNet
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from msconv_plugin.archs.ms3conv import MS3Conv
+from msconv_plugin.archs.ms3rrdbnet_arch import MS3RRDBNet, rrdbnet_to_ms3rrdbnet
+from tests.arch_checks import assert_equivalent, assert_shared_weights_and_gradients
+
+TINY = dict(num_in_ch=3, num_out_ch=3, num_feat=12, num_block=1, num_grow_ch=6)
+
+
+def test_registered():
+    assert ARCH_REGISTRY.get('MS3RRDBNet') is MS3RRDBNet
+
+
+@pytest.mark.parametrize('scale,n_scales,interaction,scope',
+                         list(itertools.product([1, 2, 4], [1, 2, 3], ['adjacent', 'full'], ['trunk', 'whole'])))
+def test_shapes(scale, n_scales, interaction, scope):
+    net = MS3RRDBNet(**TINY, scale=scale, n_scales=n_scales, interaction=interaction, scope=scope)
+    # scale 1 and 2 pixel-unshuffle the input (as RRDBNet does), so their sizes must divide by 4 and 2
+    sizes = {1: [(12, 20), (4, 4)], 2: [(18, 22), (2, 6)], 4: [(17, 23), (3, 5)]}[scale]
+    for h, w in sizes:
+        assert net(torch.rand(2, 3, h, w)).shape == (2, 3, h * scale, w * scale)
+
+
+def test_unshuffled_input_must_divide():
+    with pytest.raises(ValueError, match='multiples of 2'):
+        MS3RRDBNet(**TINY, scale=2)(torch.rand(1, 3, 17, 23))
+
+
+def test_dense_connections_are_branch_wise():
+    net = MS3RRDBNet(3, 3, 4, num_feat=64, num_block=1, num_grow_ch=32, n_scales=2)
+    rdb = net.body[0].rdb1
+    in_widths = [getattr(rdb, f'conv{k}').same_scale.in_channels for k in range(1, 6)]
+    assert in_widths == [32, 48, 64, 80, 96]  # per branch: 32 + k * 16
+    assert all(isinstance(getattr(rdb, f'conv{k}'), MS3Conv) for k in range(1, 6))
+
+
+@pytest.mark.parametrize('scale,scope', list(itertools.product([1, 2, 4], ['trunk', 'whole'])))
+def test_n_scales_1_is_rrdbnet(scale, scope):
+    torch.manual_seed(0)
+    plain = RRDBNet(3, 3, scale, num_feat=16, num_block=2, num_grow_ch=8)
+    ms3 = MS3RRDBNet(3, 3, scale, num_feat=16, num_block=2, num_grow_ch=8, n_scales=1, scope=scope)
+    ms3.load_state_dict(rrdbnet_to_ms3rrdbnet(plain.state_dict(), scope), strict=True)
+    assert_equivalent(plain, ms3, torch.rand(2, 3, 16, 24))
+
+
+@pytest.mark.parametrize('n_scales,interaction,scope', [(2, 'adjacent', 'trunk'), (3, 'full', 'whole')])
+def test_every_parameter_gets_a_gradient_and_weights_are_shared(n_scales, interaction, scope):
+    torch.manual_seed(0)
+    net = MS3RRDBNet(**TINY, n_scales=n_scales, interaction=interaction, scope=scope)
+    assert_shared_weights_and_gradients(net, torch.rand(2, 3, 9, 11), n_scales)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(n_scales=0), 'n_scales'),
+    (dict(interaction='ring'), 'interaction'),
+    (dict(num_feat=2, n_scales=3), 'num_feat'),
+    (dict(num_grow_ch=2, n_scales=3), 'num_grow_ch'),
+    (dict(scale=3), 'scale'),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MS3RRDBNet(**{**TINY, **kwargs})
