@@ -1,0 +1,35 @@
+import json
+import os.path as osp
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def test_model_complexity_json(tmp_path):
+    out = tmp_path / 'complexity.json'
+    cmd = [
+        sys.executable, osp.join(REPO, 'scripts', 'model_complexity.py'), '--networks', 'MSRResNet', '--scales', '4',
+        '--n-scales', '2', '3', '--interactions', 'adjacent', '--size', '16', '--json', str(out)
+    ]
+    markdown = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.read_text())
+    assert result['input_size'] == [3, 16, 16]
+    rows = result['rows']
+    # plain + n_scales {2, 3} x scopes {trunk, whole}
+    assert len(rows) == 1 + 2 * 2
+    for row in rows:
+        assert {'network', 'type', 'scale', 'config', 'params', 'macs', 'uncounted_ops'} <= row.keys()
+        assert row['s2_params'] == row['s2_params_closed_form']
+        if row['config'] != 'plain':
+            assert row['s2_params'] > 0 and 0 < row['params_ratio'] < 1 and 0 < row['macs_ratio'] < 1
+            assert f"{row['type']} {row['config']}" in markdown
+
+    # the counter's multiply-adds of plain MSRResNet x4 equal the sum over its convolutions of k²·c_in·c_out·H·W
+    hw = 16 * 16
+    c = 64
+    expected = (9 * 3 * c * hw + 32 * 9 * c * c * hw + 9 * c * 4 * c * hw + 9 * c * 4 * c * 4 * hw +
+                9 * c * c * 16 * hw + 9 * c * 3 * 16 * hw)
+    plain = next(r for r in rows if r['network'] == 'MSRResNet' and r['config'] == 'plain')
+    assert plain['macs'] == expected
+    assert 'aten::avg_pool2d' in next(r for r in rows if r['config'] == 'n=2 adjacent whole')['uncounted_ops']
