@@ -32,25 +32,26 @@ def test_adjacent_and_full_sources():
 @pytest.mark.parametrize('n_scales', [2, 3])
 def test_same_scale_kernel_is_one_tensor_used_at_every_scale(n_scales, interaction):
     layer = MS3Conv(4, 4, n_scales, interaction)
+    layer.merged = False  # one module call per kernel, so hooks can see them
     seen_sizes = []
     layer.same_scale.register_forward_hook(lambda mod, inp, out: seen_sizes.append(tuple(inp[0].shape[-2:])))
-    outs = layer(_multi_scale(n_scales, 4))
+    layer(_multi_scale(n_scales, 4))
     assert seen_sizes == [(16 >> i, 24 >> i) for i in range(n_scales)]
     # exactly one weight and one bias tensor for the same-scale mapping; all others are cross-scale kernels
     same = [name for name, _ in layer.named_parameters() if name.startswith('same_scale')]
     assert same == ['same_scale.weight', 'same_scale.bias']
-    # the shared weight's gradient collects every branch's contribution
-    sum(o.sum() for o in outs).backward()
-    grad_all = layer.same_scale.weight.grad.clone()
-    per_branch = torch.zeros_like(grad_all)
+    # the shared weight's gradient collects every branch's contribution (on both paths)
+    per_branch = torch.zeros_like(layer.same_scale.weight)
     xs = _multi_scale(n_scales, 4)
     for x in xs:
         layer.zero_grad()
         F.conv2d(x, layer.same_scale.weight, layer.same_scale.bias, padding=1).sum().backward()
         per_branch += layer.same_scale.weight.grad
-    layer.zero_grad()
-    sum(o.sum() for o in layer(xs)).backward()
-    torch.testing.assert_close(layer.same_scale.weight.grad, per_branch)
+    for merged in (False, True):
+        layer.merged = merged
+        layer.zero_grad()
+        sum(o.sum() for o in layer(xs)).backward()
+        torch.testing.assert_close(layer.same_scale.weight.grad, per_branch)
 
 
 def test_s2_matches_the_written_out_formula():
@@ -119,3 +120,34 @@ def test_fuse_sums_upsampled_branches():
 def test_bad_layer_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MS3Conv(4, 4, **kwargs)
+
+
+@pytest.mark.parametrize('down,up', [('avg', 'nearest'), ('max', 'bilinear')])
+@pytest.mark.parametrize('interaction', ['adjacent', 'full'])
+@pytest.mark.parametrize('n_scales', [2, 3, 4])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_merged_path_equals_reference(n_scales, interaction, down, up, channels_last):
+    """The fast path (wider merged convolutions) computes the reference formulation: outputs and gradients."""
+    torch.manual_seed(0)
+    layer = MS3Conv(5, 7, n_scales, interaction, downsample=down, upsample=up)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 5 * n_scales, 19, 13).to(memory_format=fmt)  # odd size: the split pads
+    xs_fast = [b.detach().requires_grad_() for b in MS3Split(n_scales, down)(x)]
+    xs_ref = [b.detach().requires_grad_() for b in xs_fast]
+    fast, ref = layer.forward_merged(xs_fast), layer.forward_reference(xs_ref)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    grads = []
+    for outs, inputs in ((fast, xs_fast), (ref, xs_ref)):
+        layer.zero_grad()
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        grads.append([p.grad.clone() for p in layer.parameters()] + [x.grad for x in inputs])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_layer_takes_the_reference_path():
+    layer = MS3Conv(8, 8, 2, groups=4)
+    xs = _multi_scale(2, 8)
+    for a, b in zip(layer(xs), layer.forward_reference(xs)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

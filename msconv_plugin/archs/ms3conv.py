@@ -32,6 +32,7 @@ Choices the patent leaves open (all documented in the README):
 """
 import math
 import re
+from functools import partial
 
 import torch
 from basicsr.archs.arch_util import default_init_weights
@@ -176,6 +177,7 @@ class MS3Conv(nn.Module):
         self.interaction = interaction
         self.downsample = downsample
         self.upsample = upsample
+        self.merged = True  # False: run ``forward_reference`` (same result, one convolution per kernel)
         padding = kernel_size // 2
         # One module, hence one weight tensor (and one bias), used at every scale.
         self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
@@ -187,6 +189,12 @@ class MS3Conv(nn.Module):
         })
 
     def forward(self, xs):
+        if self.merged and self.n_scales > 1 and self.same_scale.groups == 1:
+            return self.forward_merged(xs)
+        return self.forward_reference(xs)
+
+    def forward_reference(self, xs):
+        """The layer written as the patent states it, one convolution per kernel."""
         outs = []
         for i, x in enumerate(xs):
             out = self.same_scale(x)
@@ -197,6 +205,49 @@ class MS3Conv(nn.Module):
                 else:  # coarser source: kernel at its own size, then upsample
                     out = out + upsample(kernel(xs[j]), j - i, self.upsample)
             outs.append(out)
+        return outs
+
+    def forward_merged(self, xs):
+        """The same sums with fewer, wider convolutions (equal to ``forward_reference`` up to rounding).
+
+        At each scale i, the kernels that read branch i — the same-scale kernel and every kernel carrying branch i
+        to a finer branch — run as ONE convolution with their weights stacked along the output channels; the
+        kernels that bring finer branches to scale i run as one convolution over the concatenation of the
+        downsampled sources. Each finer branch is downsampled once per level (a pyramid), not once per kernel.
+        Wider convolutions use the CPU/GPU far better than many narrow ones. (Group convolutions take the
+        reference path: stacking grouped weights would interleave the groups.)
+        """
+        n, c_out = self.n_scales, self.same_scale.out_channels
+        conv = partial(F.conv2d, padding=self.same_scale.padding)
+        pyramids = [[x] for x in xs]  # pyramids[j][k]: branch j downsampled k times
+
+        def down(j, times):
+            while len(pyramids[j]) <= times:
+                pyramids[j].append(downsample(pyramids[j][-1], 1, self.downsample))
+            return pyramids[j][times]
+
+        outs, lifted = [], []
+        for i, x in enumerate(xs):
+            finer_targets = [t for t in range(i) if i in cross_scale_sources(t, n, self.interaction)]
+            weight = torch.cat([self.same_scale.weight] +
+                               [self.cross_scale[f'{i + 1}to{t + 1}'].weight for t in finer_targets])
+            bias = self.same_scale.bias
+            if bias is not None and finer_targets:
+                bias = torch.cat([bias, bias.new_zeros(c_out * len(finer_targets))])
+            y = conv(x, weight, bias)
+            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, t in enumerate(finer_targets)]
+
+            finer_sources = [j for j in cross_scale_sources(i, n, self.interaction) if j < i]
+            if finer_sources:
+                inputs = [down(j, i - j) for j in finer_sources]
+                weights = [self.cross_scale[f'{j + 1}to{i + 1}'].weight for j in finer_sources]
+                if len(inputs) > 1:
+                    inputs, weights = [torch.cat(inputs, 1)], [torch.cat(weights, 1)]
+                outs.append(y[:, :c_out] + conv(inputs[0], weights[0]))
+            else:
+                outs.append(y[:, :c_out] if finer_targets else y)
+        for t, times, contribution in lifted:
+            outs[t] = outs[t] + upsample(contribution, times, self.upsample)
         return outs
 
     def extra_repr(self):
