@@ -1,0 +1,31 @@
+import json
+import os.path as osp
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def test_benchmark_speed_writes_documented_json(tmp_path):
+    """Structure only: the suite checks that the benchmark runs and reports what docs/benchmarks.md documents."""
+    out = tmp_path / 'bench.json'
+    cmd = [
+        sys.executable, osp.join(REPO, 'scripts', 'benchmark_speed.py'), '--networks', 'CARN-M', '--scales', '2',
+        '--sizes', '12', '--n-scales', '2', '--warmup', '1', '--repeats', '2', '--train-repeats', '1',
+        '--train-batch', '1', '--train-size', '8', '--json', str(out)
+    ]
+    markdown = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.read_text())
+    assert {'machine', 'torch', 'threads', 'device'} <= result['env'].keys()
+    settings = {(r['variant'], r['precision'], r['memory_format']) for r in result['rows']}
+    assert settings == {(v, 'fp32', f) for v in ('plain', 'n=2') for f in ('nchw', 'channels_last')}
+    for row in result['rows']:
+        for key in ('latency_ms', 'throughput', 'train_step_ms', 'peak_memory_mb', 'train_peak_memory_mb'):
+            assert row[key] > 0, key
+        assert abs(row['throughput'] - 1e3 / row['latency_ms']) < 1e-6 * row['throughput']
+    fastest = {s['variant']: s for s in result['fastest']}
+    assert set(fastest) == {'plain', 'n=2'} and fastest['plain']['speedup'] == 1.0
+    for s in fastest.values():
+        best = min(r['latency_ms'] for r in result['rows'] if r['variant'] == s['variant'])
+        assert s['latency_ms'] == best
+    assert '| CARN-M | 2 | 12 | n=2 |' in markdown
