@@ -1,12 +1,14 @@
 import numpy as np
 from basicsr.data.data_util import paths_from_lmdb
 from basicsr.data.transforms import augment, mod_crop, paired_random_crop
-from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor, scandir
+from basicsr.utils import FileClient, bgr2ycbcr, img2tensor, scandir
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
 from os import path as osp
 from torch.utils import data as data
 from torchvision.transforms.functional import normalize
+
+from msconv_plugin.data.image_io import imfrombytes
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 
@@ -34,7 +36,9 @@ class BicubicSRDataset(data.Dataset):
     For test sets that ship HR images only (Set5, Set14, BSD68, ...) and for training on plain image folders. The
     HR image is cropped to a multiple of ``scale`` (bottom/right), the LR image is
     ``basicsr.utils.matlab_functions.imresize(gt, 1 / scale)`` rounded to 8 bits (``bicubic_downsample``). Output
-    is the same as ``PairedImageDataset``'s.
+    is the same as ``PairedImageDataset``'s. Images are read by ``msconv_plugin.data.image_io.imfrombytes``:
+    grayscale ones become three equal channels, an alpha channel is ignored, 16-bit ones keep their precision
+    (the GT; the LR is rounded to 8 bits all the same), and a file that does not decode is named in the error.
 
     There are three modes, as in ``PairedImageDataset``:
     1. 'lmdb': ``io_backend: {type: lmdb}``; ``dataroot_gt`` is an lmdb folder with its ``meta_info.txt``.
@@ -91,11 +95,7 @@ class BicubicSRDataset(data.Dataset):
 
         # Load the gt image. Dimension order: HWC; channel order: BGR; image range: [0, 1], float32.
         gt_path = self.paths[index]
-        img_bytes = self.file_client.get(gt_path, 'gt')
-        img_gt = imfrombytes(img_bytes) if img_bytes else None
-        if img_gt is None:
-            raise ValueError(f'Cannot read image {gt_path} (dataroot_gt: {self.gt_folder}).')
-        img_gt = mod_crop(img_gt.astype(np.float32) / 255., scale)
+        img_gt = mod_crop(imfrombytes(self.file_client.get(gt_path, 'gt'), float32=True, path=gt_path), scale)
         img_lq = bicubic_downsample(img_gt, scale)
 
         # augmentation for training
