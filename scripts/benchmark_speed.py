@@ -41,12 +41,16 @@ def settings_for(device):
     return [(p, f) for p in precisions for f in FORMATS]
 
 
-def build_variants(name, scale, n_scales_list, interaction):
-    plain_type, ms3_type, base_kwargs, scale_key, _ = NETWORKS[name]
+def build_variants(name, scale, n_scales_list, interaction, scopes):
+    plain_type, ms3_type, base_kwargs, scale_key, offered = NETWORKS[name]
     kwargs = {**base_kwargs, scale_key: scale}
     variants = {'plain': (plain_type, kwargs)}
     for n in n_scales_list:
-        variants[f'n={n}'] = (ms3_type, dict(kwargs, n_scales=n, interaction=interaction))
+        for scope in [s for s in scopes if s in offered] or [None]:  # None: the network's default scope
+            ms3_kwargs = dict(kwargs, n_scales=n, interaction=interaction)
+            if scope is not None:
+                ms3_kwargs['scope'] = scope
+            variants[f'n={n}' + (f' {scope}' if scope else '')] = (ms3_type, ms3_kwargs)
     return variants
 
 
@@ -121,7 +125,7 @@ def interleaved_medians(calls, warmup, repeats):
 
 def benchmark(name, scale, size, args, device):
     torch.manual_seed(0)
-    variants = build_variants(name, scale, args.n_scales, args.interaction)
+    variants = build_variants(name, scale, args.n_scales, args.interaction, args.scopes)
     rows, infer_calls, train_calls = {}, {}, {}
     for variant, (net_type, kwargs) in variants.items():
         model = ARCH_REGISTRY.get(net_type)(**kwargs)
@@ -199,6 +203,8 @@ def main(argv=None):
     parser.add_argument('--sizes', nargs='+', type=int, default=[128], help='LR height and width')
     parser.add_argument('--n-scales', nargs='+', type=int, default=[2, 3])
     parser.add_argument('--interaction', default='adjacent', choices=['adjacent', 'full'])
+    parser.add_argument('--scopes', nargs='+', default=[], choices=['trunk', 'whole'],
+                        help='conversion scopes to measure, where the network offers them (default: its default)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--batch', type=int, default=1)

@@ -107,6 +107,8 @@ def branchwise(fn, xs):
 
 def add_scaled(xs, ys, scale=1.):
     """Branch-wise residual addition ``x + y * scale``."""
+    if scale == 1:  # skip a multiplication per branch: y * 1 == y exactly
+        return [x + y for x, y in zip(xs, ys)]
     return [x + y * scale for x, y in zip(xs, ys)]
 
 
@@ -247,7 +249,11 @@ class MS3Conv(nn.Module):
             else:
                 outs.append(y[:, :c_out] if finer_targets else y)
         for t, times, contribution in lifted:
-            outs[t] = outs[t] + upsample(contribution, times, self.upsample)
+            lifted_up = upsample(contribution, times, self.upsample)
+            if outs[t]._base is None:
+                outs[t] += lifted_up  # a fresh convolution output or sum: accumulate in place, no new tensor
+            else:
+                outs[t] = outs[t] + lifted_up  # a slice of a merged output: leave the other slices alone
         return outs
 
     def extra_repr(self):
