@@ -8,7 +8,7 @@ with the trunk and the ×s upsampler, which ``CARN(group=4, upscale=s)`` loads w
 Run from the repository root:
 
     python scripts/convert_carn.py                      # ../shared/data/pretrained/carn_m.pth, scales 2 3 4
-    python scripts/convert_carn.py --input carn_m.pth --output-dir /tmp/carn --scales 4
+    python scripts/convert_carn.py --input carn_m.pth --output-dir carn_weights --scales 4
 """
 import argparse
 import os
