@@ -70,16 +70,18 @@ def bicubic_lr(img, scale):
     return np.clip(np.floor(lr * 255. + 0.5), 0, 255).astype(np.uint8)
 
 
-def sr_output_paths(hr_folder, scales):
+def sr_output_paths(hr_folder, scales, out_root=None):
     """Where ``sr`` writes for ``hr_folder``: {'hr': (folder, lmdb), scale: (folder, lmdb), ...}.
 
     ``<root>/<name>_HR`` → ``<root>/<name>_HR_sub`` and ``<root>/<name>_LR_bicubic/X<s>_sub`` (lmdb:
-    ``<root>/<name>_LR_bicubic_X<s>_sub.lmdb``), the names BasicSR's DIV2K option files use.
+    ``<root>/<name>_LR_bicubic_X<s>_sub.lmdb``), the names BasicSR's DIV2K option files use. ``<root>`` is the HR
+    folder's parent, or ``out_root`` when given (for a read-only HR folder).
     """
     hr_folder = osp.normpath(hr_folder)
     root, name = osp.split(hr_folder)
+    root = root if out_root is None else osp.normpath(out_root)
     lr_name = name[:-len('_HR')] + '_LR_bicubic' if name.endswith('_HR') else name + '_LR_bicubic'
-    paths = {'hr': (hr_folder + '_sub', hr_folder + '_sub.lmdb')}
+    paths = {'hr': (osp.join(root, name + '_sub'), osp.join(root, name + '_sub.lmdb'))}
     for scale in scales:
         paths[scale] = (osp.join(root, lr_name, f'X{scale}_sub'), osp.join(root, f'{lr_name}_X{scale}_sub.lmdb'))
     return paths
@@ -149,7 +151,7 @@ def prepare_sr(args):
     if args.crop_size % modulus or args.step % modulus or args.thresh_size % modulus:
         raise ValueError(f'--crop-size, --step and --thresh-size must be multiples of {modulus} for scales {scales}.')
     paths = _list_images(args.hr_folder)
-    outputs = sr_output_paths(args.hr_folder, scales)
+    outputs = sr_output_paths(args.hr_folder, scales, args.out_root)
     _check_new([p for pair in outputs.values() for p in pair[:1 if not args.lmdb else 2]])
     for folder, _ in outputs.values():
         os.makedirs(folder)
@@ -242,6 +244,7 @@ def parse_args(argv=None):
     sr.add_argument('--compression-level', type=int, default=3, help='PNG compression, 0-9')
     sr.add_argument('--n-thread', type=int, default=min(8, os.cpu_count() or 1))
     sr.add_argument('--lmdb', action='store_true', help='also write lmdb databases')
+    sr.add_argument('--out-root', help="output folder (default: the HR folder's parent), e.g. datasets/SunHays80")
 
     benchmark = commands.add_parser('benchmark', help='HR test set → GTmod12 and LRbicx{2,3,4}')
     benchmark.add_argument('hr_folder', help='e.g. ../shared/data/benchmark/Set5')

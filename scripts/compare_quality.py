@@ -1,0 +1,336 @@
+"""Equal-budget quality study: a plain network against its MS³ conversions, trained and tested the same way.
+
+    python scripts/compare_quality.py --opt options/train/SunHays80/train_EDSR_Mx2_SunHays80.yml
+    python scripts/compare_quality.py --opt options/train/SunHays80/train_CARN_x2_SunHays80.yml --n-scales 2 3
+
+From the plain network's BasicSR training options, each converted network's options are derived by changing only
+``network_g`` (type → its MS³ type, plus ``n_scales`` and ``interaction``) and ``name``: data, iterations, batch,
+patch size, seed, optimizer and schedule are the same by construction. Every network is trained through
+``python -m msconv_plugin.train -opt <options> --auto_resume`` (one subprocess each, so an interrupted study picks
+up where it stopped; a network whose ``net_g_latest.pth`` exists is not trained again), then its EMA weights are
+tested through ``python -m msconv_plugin.test`` on Set5, Set14 and BSD68 (``--benchmark-root``; PSNR/SSIM on Y).
+Test data follow the task of the training set: bicubic ×s for super-resolution, the training σ with a fixed seed
+for Gaussian denoising, a fixed kernel and noise per image for synthetic deblurring.
+
+Written to ``--out`` (default ``docs/quality``): ``<study>.json`` (every number, the budget, the commands),
+``<study>.md`` (the table) and ``<study>.png`` (PSNR against multiply-adds, one panel per test set), where
+``<study>`` is the plain network's experiment name. Training data must be prepared first (the option file's header
+gives the command); test sets are never trained on.
+"""
+import argparse
+import copy
+import datetime
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+import yaml
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+
+from model_complexity import measure  # noqa: E402
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEFAULT_BENCHMARK_ROOT = osp.join(REPO_ROOT, '..', 'shared', 'data', 'benchmark')
+TEST_SETS = ('Set5', 'Set14', 'BSD68')
+COMPLEXITY_SIZE = 128  # LR side of the input the multiply-adds are counted for (as docs/complexity.md)
+
+# plain network type -> MS³ type (the converted networks keep every argument of the plain ones)
+MS3_TYPES = {'EDSR': 'MS3EDSR', 'CARN': 'MS3CARN', 'MSRResNet': 'MS3SRResNet', 'RRDBNet': 'MS3RRDBNet'}
+
+# Training-only keys of a dataset's options, dropped when the training set's degradation is reused for testing.
+TRAIN_ONLY_KEYS = ('name', 'dataroot_gt', 'dataroot_lq', 'filename_tmpl', 'meta_info_file', 'io_backend', 'gt_size',
+                   'use_hflip', 'use_rot', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio',
+                   'prefetch_mode', 'noise_range', 'phase', 'scale')
+METRIC_LINE = re.compile(r'Validation (\S+)\s*\n\s*# (psnr|ssim): ([-\d.]+)(?:.*\n\s*# (psnr|ssim): ([-\d.]+))?')
+
+
+def load_options(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def write_options(opt, path):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path
+
+
+def derive_options(plain_opt, n_scales, interaction='adjacent'):
+    """The converted network's training options: ``plain_opt`` with ``network_g`` and ``name`` changed, nothing else.
+
+    ``name`` becomes ``<MS3 type><rest of the plain name>_n<n_scales>`` (``_<interaction>`` added for ``full``).
+    """
+    plain_type = plain_opt['network_g']['type']
+    if plain_type not in MS3_TYPES:
+        raise ValueError(f'No MS³ conversion for network type {plain_type!r}; known: {", ".join(MS3_TYPES)}.')
+    if not plain_opt['name'].startswith(plain_type):
+        raise ValueError(f"The plain experiment name must start with its network type {plain_type!r} (the converted "
+                         f"name replaces it), got {plain_opt['name']!r}.")
+    opt = copy.deepcopy(plain_opt)
+    opt['network_g'].update(type=MS3_TYPES[plain_type], n_scales=n_scales, interaction=interaction)
+    suffix = f'_n{n_scales}' + ('' if interaction == 'adjacent' else f'_{interaction}')
+    opt['name'] = MS3_TYPES[plain_type] + plain_opt['name'][len(plain_type):] + suffix
+    return opt
+
+
+def task_of(opt):
+    """'sr', 'denoise' or 'deblur', from the training dataset type."""
+    dataset_type = opt['datasets']['train']['type']
+    if dataset_type == 'GaussianNoiseDataset':
+        return 'denoise'
+    if dataset_type == 'SyntheticBlurDataset':
+        return 'deblur'
+    return 'sr'
+
+
+def test_dataset_options(train_opt, set_name, benchmark_root):
+    """BasicSR options of one test set, degraded as the training data (fixed seeds: the same inputs on every run)."""
+    folder = osp.join(benchmark_root, set_name)
+    task = task_of(train_opt)
+    if task == 'sr':
+        return dict(name=set_name, type='BicubicSRDataset', dataroot_gt=folder, io_backend=dict(type='disk'))
+    opt = {k: v for k, v in train_opt['datasets']['train'].items() if k not in TRAIN_ONLY_KEYS}
+    opt.update(name=set_name, dataroot_gt=folder, io_backend=dict(type='disk'), seed=0)
+    if task == 'deblur':
+        opt['noise_sigma'] = 2.55  # 1% noise on every test image, inside the training range
+    return opt
+
+
+def test_options(train_opt, model_path, benchmark_root, sets=TEST_SETS, name=None):
+    """Options for ``msconv_plugin.test``: the EMA weights of ``model_path`` on ``sets``, PSNR/SSIM on Y."""
+    scale = train_opt['scale']
+    crop = scale if scale > 1 else 0
+    metrics = dict(psnr=dict(type='calculate_psnr', crop_border=crop, test_y_channel=True),
+                   ssim=dict(type='calculate_ssim', crop_border=crop, test_y_channel=True))
+    return dict(
+        name=name or f"{train_opt['name']}_test",
+        model_type=train_opt['model_type'],
+        scale=scale,
+        num_gpu=train_opt.get('num_gpu', 'auto'),
+        manual_seed=0,
+        datasets={f'test_{i + 1}': test_dataset_options(train_opt, s, benchmark_root) for i, s in enumerate(sets)},
+        network_g=train_opt['network_g'],
+        path=dict(pretrain_network_g=model_path, param_key_g='params_ema', strict_load_g=True),
+        val=dict(save_img=False, suffix=None, metrics=metrics))
+
+
+def run_entry(entry, opt_path, log_path, extra=(), threads=None):
+    """``python -m msconv_plugin.<entry> -opt <opt_path> [extra]`` from the repository root; its output goes to
+    ``log_path``. Returns the output; raises with the log's tail on failure."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, env.get('PYTHONPATH')]))
+    if threads:
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
+    cmd = [sys.executable, '-m', f'msconv_plugin.{entry}', '-opt', opt_path, *extra]
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    with open(log_path, 'w') as log:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(log_path) as f:
+        output = f.read()
+    if proc.returncode != 0:
+        tail = '\n'.join(output.splitlines()[-30:])
+        raise RuntimeError(f'{" ".join(cmd)} failed with exit code {proc.returncode}; end of {log_path}:\n{tail}')
+    return output
+
+
+def parse_metrics(output):
+    """{set name: {'psnr': .., 'ssim': ..}} from the log of BasicSR's test pipeline."""
+    results = {}
+    for match in METRIC_LINE.finditer(output):
+        values = results.setdefault(match.group(1), {})
+        values[match.group(2)] = float(match.group(3))
+        if match.group(4):
+            values[match.group(4)] = float(match.group(5))
+    return results
+
+
+LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO: ', re.M)
+
+
+def training_wall_time(exp_dir):
+    """Seconds between the first and the last line of each BasicSR training log in ``exp_dir``, summed (a resumed
+    run writes one log per start)."""
+    total = 0.
+    for name in sorted(os.listdir(exp_dir)):
+        if name.startswith('train_') and name.endswith('.log'):
+            with open(osp.join(exp_dir, name)) as f:
+                stamps = LOG_TIME.findall(f.read())
+            if len(stamps) >= 2:
+                first, last = (datetime.datetime.strptime(s, '%Y-%m-%d %H:%M:%S') for s in (stamps[0], stamps[-1]))
+                total += (last - first).total_seconds()
+    return total
+
+
+def budget_of(opt):
+    train_set = opt['datasets']['train']
+    return dict(dataset=train_set['name'], dataroot=train_set['dataroot_gt'], iterations=opt['train']['total_iter'],
+                batch=train_set['batch_size_per_gpu'], gt_size=train_set['gt_size'], seed=opt['manual_seed'],
+                lr=opt['train']['optim_g']['lr'], scheduler=opt['train']['scheduler']['type'],
+                ema_decay=opt['train'].get('ema_decay', 0))
+
+
+def complexity_of(opt):
+    net = dict(opt['network_g'])
+    net_type = net.pop('type')
+    counts = measure(net_type, net, COMPLEXITY_SIZE)
+    return dict(params=counts['params'], macs=counts['macs'])
+
+
+def check_training_data(opt, opt_path):
+    train_set = opt['datasets']['train']
+    missing = [train_set[k] for k in ('dataroot_gt', 'dataroot_lq') if k in train_set and not
+               osp.isdir(osp.join(REPO_ROOT, train_set[k]))]
+    if missing:
+        raise FileNotFoundError(f'Training data not found: {", ".join(missing)}. Prepare it with the command in the '
+                                f'header of {opt_path} (e.g. python scripts/prepare_dataset.py sr '
+                                '../shared/data/train/SunHays80 --scales 2 3 4 --crop-size 240 --step 180 '
+                                '--out-root datasets/SunHays80).')
+
+
+def study(args):
+    plain = load_options(args.opt)
+    if args.iters:  # a shorter budget for every network alike (tests, smoke runs)
+        plain['train']['total_iter'] = args.iters
+        if plain['train']['scheduler']['type'] == 'CosineAnnealingRestartLR':
+            plain['train']['scheduler']['periods'] = [args.iters]
+        plain['logger']['save_checkpoint_freq'] = args.iters
+        plain['name'] += f'_{args.iters}it'
+    check_training_data(plain, args.opt)
+    for set_name in args.sets:
+        if not osp.isdir(osp.join(args.benchmark_root, set_name)):
+            raise FileNotFoundError(f'Test set {set_name} not found in {args.benchmark_root} (--benchmark-root).')
+    variants = [plain] + [derive_options(plain, n, args.interaction) for n in args.n_scales]
+    work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
+    rows = []
+    for opt in variants:
+        name = opt['name']
+        exp_dir = osp.join(REPO_ROOT, 'experiments', name)
+        model_path = osp.join(exp_dir, 'models', 'net_g_latest.pth')
+        opt_path = write_options(opt, osp.join(work_dir, 'options', f'train_{name}.yml'))
+        train_cmd = f'python -m msconv_plugin.train -opt {osp.relpath(opt_path, REPO_ROOT)} --auto_resume'
+        if osp.isfile(model_path):
+            print(f'{name}: trained already ({osp.relpath(model_path, REPO_ROOT)})', flush=True)
+        else:
+            print(f'{name}: training ({train_cmd})', flush=True)
+            run_entry('train', opt_path, osp.join(work_dir, 'logs', f'train_{name}.log'), ['--auto_resume'],
+                      args.threads)
+        test_opt = test_options(opt, model_path, args.benchmark_root, args.sets)
+        test_path = write_options(test_opt, osp.join(work_dir, 'options', f'test_{name}.yml'))
+        print(f'{name}: testing on {", ".join(args.sets)}', flush=True)
+        start = time.perf_counter()
+        metrics = parse_metrics(run_entry('test', test_path, osp.join(work_dir, 'logs', f'test_{name}.log'),
+                                          threads=args.threads))
+        missing = [s for s in args.sets if s not in metrics]
+        if missing:
+            raise RuntimeError(f'No metrics for {", ".join(missing)} in the test log of {name}.')
+        rows.append(dict(
+            name=name, type=opt['network_g']['type'], n_scales=opt['network_g'].get('n_scales', 1),
+            network_g=opt['network_g'], **complexity_of(opt), metrics=metrics,
+            train_wall_time_s=training_wall_time(exp_dir), test_wall_time_s=time.perf_counter() - start,
+            train_command=train_cmd))
+    for row in rows:
+        row['params_ratio'] = row['params'] / rows[0]['params']
+        row['macs_ratio'] = row['macs'] / rows[0]['macs']
+        row['delta_psnr'] = {s: row['metrics'][s]['psnr'] - rows[0]['metrics'][s]['psnr'] for s in args.sets}
+    return dict(study=plain['name'], plain_options=osp.relpath(osp.abspath(args.opt), REPO_ROOT),
+                task=task_of(plain), scale=plain['scale'], budget=budget_of(plain), sets=list(args.sets),
+                complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}', threads=args.threads,
+                command='python scripts/compare_quality.py ' + ' '.join(args.argv), rows=rows)
+
+
+def markdown(result):
+    sets = result['sets']
+    budget = result['budget']
+    lines = [
+        f"**{result['study']}** — {result['task']}" + (f" ×{result['scale']}" if result['task'] == 'sr' else '') +
+        f"; every network: {budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
+        f"seed {budget['seed']}, Adam {budget['lr']:g} + {budget['scheduler']}, EMA {budget['ema_decay']} "
+        f"(tested), data {budget['dataset']}.",
+        '',
+        f'Command: `{result["command"]}`',
+        '',
+        '| Network | Params | Mult-adds (' + result['complexity_input'] + ') | ' +
+        ' | '.join(f'{s} PSNR / SSIM (Y)' for s in sets) + ' | ΔPSNR vs plain (' + ' / '.join(sets) +
+        ') | Train wall time |',
+        '|---|---:|---:|' + '---:|' * len(sets) + '---:|---:|',
+    ]
+    for row in result['rows']:
+        label = row['type'] if row['n_scales'] == 1 else f"{row['type']} n={row['n_scales']}"
+        lines.append(
+            f"| {label} | {row['params']:,} ({100 * row['params_ratio']:.0f}%) | {row['macs'] / 1e9:.2f} G "
+            f"({100 * row['macs_ratio']:.0f}%) | " +
+            ' | '.join(f"{row['metrics'][s]['psnr']:.2f} / {row['metrics'][s]['ssim']:.4f}" for s in sets) + ' | ' +
+            ('–' if row is result['rows'][0] else ' / '.join(f"{row['delta_psnr'][s]:+.2f}" for s in sets)) +
+            f" | {row['train_wall_time_s'] / 60:.0f} min |")
+    return '\n'.join(lines) + '\n'
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    sets = result['sets']
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False)
+    for ax, set_name in zip(axes[0], sets):
+        xs = [row['macs'] / 1e9 for row in result['rows']]
+        ys = [row['metrics'][set_name]['psnr'] for row in result['rows']]
+        ax.plot(xs, ys, color='0.7', zorder=1)
+        for row, x, y in zip(result['rows'], xs, ys):
+            label = 'plain' if row['n_scales'] == 1 else f"n={row['n_scales']}"
+            ax.scatter([x], [y], s=40, zorder=2, label=f"{row['type']} ({label})")
+            ax.annotate(label, (x, y), textcoords='offset points', xytext=(5, 5), fontsize=9)
+        ax.set_title(set_name)
+        ax.set_xlabel(f"multiply-adds, G ({result['complexity_input']})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel('PSNR on Y (dB)')
+    axes[0][-1].legend(fontsize=8, loc='lower right')
+    budget = result['budget']
+    fig.suptitle(f"{result['study']}: {budget['iterations']} iterations each, batch {budget['batch']}, "
+                 f"patch {budget['gt_size']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--opt', required=True, help="the plain network's BasicSR training options")
+    parser.add_argument('--n-scales', type=int, nargs='+', default=[2, 3], help='converted networks to compare')
+    parser.add_argument('--interaction', default='adjacent', choices=('adjacent', 'full'))
+    parser.add_argument('--benchmark-root', default=DEFAULT_BENCHMARK_ROOT, help='folder holding the test sets')
+    parser.add_argument('--sets', nargs='+', default=list(TEST_SETS))
+    parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where results are written')
+    parser.add_argument('--iters', type=int, help='override total_iter for every network (smoke runs)')
+    parser.add_argument('--threads', type=int, help='OMP threads per training/test process (default: torch decides)')
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    result = study(args)
+    os.makedirs(args.out, exist_ok=True)
+    stem = osp.join(args.out, result['study'])
+    with open(stem + '.json', 'w') as f:
+        json.dump(result, f, indent=2)
+    table = markdown(result)
+    with open(stem + '.md', 'w') as f:
+        f.write(table)
+    plot(result, stem + '.png')
+    print(table)
+    print(f'Written: {stem}.json, .md, .png')
+    return result
+
+
+if __name__ == '__main__':
+    main()
