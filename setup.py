@@ -17,8 +17,14 @@ setup(
         'lmdb',
         'opencv-python',
         'scikit-image',
+        'matplotlib',  # scripts/compare_quality.py's plot
+        'tqdm',  # msconv_plugin.inference's progress bar
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={
+        # scripts/export_onnx.py: onnxscript only for its --exporter dynamo
+        'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
+        'test': ['pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript'],
+    },
     entry_points={
         'console_scripts': [
             'msconv-train=msconv_plugin.train:main',
