@@ -5,7 +5,8 @@
         --name MS3EDSR_Mx2_SunHays80 --counterpart EDSR_Mx2_SunHays80 \\
         --metrics-json docs/quality/EDSR_Mx2_f64b16_SunHays80_3k_B8G1.json
 
-1. Keeps only the generator's weights (``params_ema`` when the checkpoint has them, else ``params``), checks that
+1. Keeps only the generator's weights (``--param-key``; default: ``params_ema`` when the run was long enough for
+   its EMA to forget the random initialisation, else ``params``, as ``compare_quality.tested_param_key``), checks that
    they load strictly into the network of ``--opt``, and saves ``{'params': state_dict}`` (float16 with ``--half``,
    the default: half the size; networks load them into float32) as ``<weights-dir>/<name>-<first 8 hex of
    sha256>.pth``, the torch.hub naming BasicSR's released models use. A previous file of the same name is removed.
@@ -37,7 +38,8 @@ import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
 from basicsr.archs import build_network  # noqa: E402
 
 from compare_quality import (COMPLEXITY_SIZE, REPO_ROOT, TEST_SETS, budget_of, complexity_of, load_options,  # noqa: E402
-                             parse_metrics, run_entry, task_of, test_options, training_wall_time, write_options)
+                             parse_metrics, run_entry, task_of, test_options, tested_param_key, training_wall_time,
+                             write_options)
 
 SHARED_BENCHMARK_ROOT = '../shared/data/benchmark'  # as seen from the repository root, where the tests run
 SET5_TOLERANCE_DB = 0.01
@@ -51,9 +53,14 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def generator_weights(checkpoint):
-    """The generator's state dict of a BasicSR checkpoint (``params_ema`` first), and the key it came from."""
+def generator_weights(checkpoint, key=None):
+    """The generator's state dict of a BasicSR checkpoint and the key it came from: ``key`` if given, else
+    ``params_ema`` when present, else ``params``."""
     if isinstance(checkpoint, dict):
+        if key is not None:
+            if key not in checkpoint:
+                raise ValueError(f'The checkpoint has no {key!r} (keys: {", ".join(map(str, checkpoint))}).')
+            return checkpoint[key], key
         for key in ('params_ema', 'params'):
             if key in checkpoint:
                 return checkpoint[key], key
@@ -119,7 +126,7 @@ def run_test(opt, label, sets):
 def publish(args):
     train_opt = load_options(args.opt)
     checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
-    state_dict, source_key = generator_weights(checkpoint)
+    state_dict, source_key = generator_weights(checkpoint, args.param_key or tested_param_key(train_opt))
     net_opt = dict(train_opt['network_g'])
     net = build_network(dict(net_opt))
     net.load_state_dict({k.removeprefix('module.'): v for k, v in state_dict.items()}, strict=True)
@@ -251,6 +258,7 @@ def parse_args(argv=None):
     parser.add_argument('--name', required=True, help='zoo name (file name stem), e.g. MS3EDSR_Mx2_SunHays80')
     parser.add_argument('--counterpart', help='zoo name of the plain network trained on the same budget')
     parser.add_argument('--metrics-json', help='compare_quality.py result holding this experiment (see above)')
+    parser.add_argument('--param-key', choices=('params', 'params_ema'), help='weights to publish (default: above)')
     parser.add_argument('--weights-dir', default=osp.join(REPO_ROOT, 'weights'))
     parser.add_argument('--zoo', default=osp.join(REPO_ROOT, 'model_zoo.json'))
     parser.add_argument('--zoo-md', default=osp.join(REPO_ROOT, 'docs', 'model_zoo.md'))

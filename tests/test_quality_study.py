@@ -74,7 +74,8 @@ def test_test_options_follow_the_training_degradation():
     assert [d['name'] for d in opt['datasets'].values()] == ['Set5', 'Set14', 'BSD68']
     assert {d['type'] for d in opt['datasets'].values()} == {'BicubicSRDataset'}
     assert opt['val']['metrics']['psnr'] == dict(type='calculate_psnr', crop_border=4, test_y_channel=True)
-    assert opt['path'] == dict(pretrain_network_g='model.pth', param_key_g='params_ema', strict_load_g=True)
+    # 1,500 iterations of EMA 0.999 still hold 0.999**1500 = 22% of the random initialisation: the raw weights.
+    assert opt['path'] == dict(pretrain_network_g='model.pth', param_key_g='params', strict_load_g=True)
 
     noise = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_denoise_sigma25_SunHays80.yml'))
     test_set = compare_quality.test_options(noise, 'm.pth', root)['datasets']['test_3']
@@ -86,6 +87,16 @@ def test_test_options_follow_the_training_degradation():
     assert test_set['type'] == 'SyntheticBlurDataset' and test_set['seed'] == 0 and test_set['noise_sigma'] == 2.55
     assert 'noise_range' not in test_set and 'gt_size' not in test_set
     assert test_set['kernel_list'] == blur['datasets']['train']['kernel_list']
+
+
+def test_tested_weights_are_the_ema_only_once_it_has_forgotten_the_initialisation():
+    def opt(decay, iters):
+        return dict(train=dict(ema_decay=decay, total_iter=iters))
+
+    assert compare_quality.tested_param_key(opt(0.999, 3000)) == 'params'  # 5% of the initialisation left
+    assert compare_quality.tested_param_key(opt(0.999, 300000)) == 'params_ema'  # BasicSR's recipes
+    assert compare_quality.tested_param_key(opt(0, 300000)) == 'params'  # no EMA kept
+    assert compare_quality.tested_param_key(dict(train=dict(total_iter=10))) == 'params'
 
 
 def test_parse_metrics_reads_basicsr_test_logs():
@@ -159,10 +170,16 @@ def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names
     png = cv2.imread(str(out / f'{study_names}.png'))
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
 
-    # A second run trains nothing again: the finished networks are reused (only testing runs).
+    # A second run trains and tests nothing again: finished networks and their metrics are reused...
+    test_log = osp.join(REPO, 'experiments', 'quality_study', study_names, 'logs', f'test_{names[1]}.log')
+    stamp = osp.getmtime(test_log)
     again = compare_quality.main(['--opt', opt_path, '--n-scales', '2', '--sets', 'Set5', '--out', str(out)])
-    assert again['rows'][1]['metrics'] == n2['metrics']
+    assert again['rows'][1]['metrics'] == n2['metrics'] and osp.getmtime(test_log) == stamp
     assert len(glob.glob(osp.join(REPO, 'experiments', names[1], 'train_*.log'))) == 1
+    # ... unless asked to test again, which gives the same figures.
+    again = compare_quality.main(['--opt', opt_path, '--n-scales', '2', '--sets', 'Set5', '--out', str(out),
+                                  '--retest'])
+    assert again['rows'][1]['metrics'] == n2['metrics'] and osp.getmtime(test_log) > stamp
 
 
 def test_study_names_missing_training_data(tmp_path):
@@ -196,8 +213,9 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     assert osp.basename(path) == f'MS3EDSR_tiny-{digest[:8]}.pth' and entry['sha256'] == digest
     params = torch.load(path, weights_only=True)['params']
     assert set(params) == set(ema) and all(v.dtype == torch.float16 for v in params.values())
-    for key, value in params.items():  # the EMA weights, not the raw ones, are published
-        torch.testing.assert_close(value.float(), ema[key], atol=2e-3, rtol=1e-3)
+    raw = net.state_dict()
+    for key, value in params.items():  # 4 iterations: the raw weights (the EMA is mostly initialisation)
+        torch.testing.assert_close(value.float(), raw[key], atol=2e-3, rtol=1e-3)
     build_network(dict(opt['network_g'])).load_state_dict(params, strict=True)
 
     zoo = json.loads((tmp_path / 'zoo.json').read_text())
@@ -206,7 +224,7 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     assert card['network_g'] == opt['network_g'] and card['task'] == 'sr' and card['scale'] == 2
     assert card['params'] == sum(p.numel() for p in net.parameters()) and card['macs'] > 0
     assert card['training']['iterations'] == 4 and card['training']['batch'] == 2
-    assert card['training']['weights_key'] == 'params_ema' and card['counterpart'] == 'EDSR_tiny'
+    assert card['training']['weights_key'] == 'params' and card['counterpart'] == 'EDSR_tiny'
     assert set(card['metrics']) == {'Set5', 'Set14', 'BSD68'}
     assert all(10 < m['psnr'] < 50 and 0 < m['ssim'] <= 1 for m in card['metrics'].values())
     test_opt = yaml.safe_load(open(osp.join(REPO, card['test_options'])))
@@ -214,10 +232,12 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     md = (tmp_path / 'zoo.md').read_text()
     assert '## MS3EDSR_tiny' in md and digest in md
 
-    # Publishing again under the same name replaces the file and the card.
-    torch.save({'params': net.state_dict()}, checkpoint)
-    again = publish_model.main([str(checkpoint), *args])
-    assert again['sha256'] != digest and again['training']['weights_key'] == 'params'
+    # Publishing again under the same name (here the EMA weights, by request) replaces the file and the card.
+    again = publish_model.main([str(checkpoint), *args, '--param-key', 'params_ema'])
+    assert again['sha256'] != digest and again['training']['weights_key'] == 'params_ema'
+    params = torch.load(osp.join(REPO, again['file']), weights_only=True)['params']
+    for key, value in params.items():
+        torch.testing.assert_close(value.float(), ema[key], atol=2e-3, rtol=1e-3)
     assert [p.name for p in dirs['weights'].iterdir()] == [osp.basename(again['file'])]
     assert len(json.loads((tmp_path / 'zoo.json').read_text())['models']) == 1
 
