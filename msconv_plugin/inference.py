@@ -90,16 +90,20 @@ def network_scale(network_g, scale=None, source='network_g'):
     return int(scale)
 
 
-def load_weights(net, path):
+def load_weights(net, path, param_key=None):
     """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
 
-    ``params_ema`` is preferred to ``params``; a file holding a bare state dict is taken as it is. A leading
+    ``param_key`` if given; else ``params_ema`` is preferred to ``params`` (short runs: the EMA may still hold much
+    of the random initialisation, see ``scripts/compare_quality.py``; then ask for ``params``); a file holding a
+    bare state dict is taken as it is. A leading
     ``module.`` (DataParallel / DistributedDataParallel) is stripped from the keys.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Weight file not found: {path}')
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    param_key = next((key for key in ('params_ema', 'params') if key in checkpoint), None)
+    if param_key is not None and param_key not in checkpoint:
+        raise KeyError(f'{path} has no {param_key!r} (keys: {", ".join(map(str, checkpoint))}).')
+    param_key = param_key or next((key for key in ('params_ema', 'params') if key in checkpoint), None)
     if param_key is not None:
         state_dict = checkpoint[param_key]
     elif checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
@@ -132,7 +136,7 @@ def is_model_path(model):
     return osp.exists(model) or model.endswith(('.pth', '.pt')) or os.sep in model or '/' in model
 
 
-def build_model(model, opt=None, zoo_path=None, device='cpu'):
+def build_model(model, opt=None, zoo_path=None, device='cpu', param_key=None):
     """Build a network and load its weights; return ``(net, scale, info)``.
 
     Args:
@@ -141,6 +145,7 @@ def build_model(model, opt=None, zoo_path=None, device='cpu'):
             with a zoo name.
         zoo_path (str | None): Model zoo file; see ``resolve_zoo_path``.
         device (str | torch.device): Where the network goes.
+        param_key (str | None): Weights of a checkpoint to load ('params' or 'params_ema'); see ``load_weights``.
 
     Returns:
         tuple: the network (eval mode, on ``device``), its upscaling factor (1 for denoising and deblurring), and
@@ -168,7 +173,7 @@ def build_model(model, opt=None, zoo_path=None, device='cpu'):
         info = dict(name=model, source='zoo', weights_path=entry['weights_path'], network_g=network_g,
                     task=entry.get('task'), entry=entry)
     net = build_network(dict(network_g))  # build_network pops 'type' from a deep copy
-    info['param_key'] = load_weights(net, info['weights_path'])
+    info['param_key'] = load_weights(net, info['weights_path'], param_key)
     return net.eval().to(device), scale, info
 
 
@@ -303,6 +308,8 @@ def parse_args(argv=None):
     parser.add_argument('-o', '--output', required=True, help='Output folder (created).')
     parser.add_argument('--model', required=True, help='A name of the model zoo, or the path of a .pth checkpoint.')
     parser.add_argument('--opt', default=None, help='BasicSR option file of the checkpoint (network_g, scale).')
+    parser.add_argument('--param-key', choices=('params', 'params_ema'),
+                        help='Weights of a checkpoint to use. Default: params_ema when it has them, else params.')
     parser.add_argument('--tile', type=int, default=0, help='Tile size in input pixels; 0: whole image. Default: 0.')
     parser.add_argument('--tile-pad', type=int, default=10, help='Context around each tile, pixels. Default: 10.')
     parser.add_argument('--zoo', default=None,
@@ -319,7 +326,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
-    net, scale, info = build_model(args.model, opt=args.opt, zoo_path=args.zoo, device=device)
+    net, scale, info = build_model(args.model, opt=args.opt, zoo_path=args.zoo, device=device,
+                                   param_key=args.param_key)
     num_in_ch = info['network_g'].get('num_in_ch', 3)
     if num_in_ch != 3:
         raise ValueError(f'{info["name"]} takes {num_in_ch}-channel input; only RGB networks are supported.')

@@ -180,6 +180,15 @@ def test_checkpoint_with_options(tmp_path, zoo):
     # params_ema, not params, was loaded, 'module.' stripped: the very weights of the zoo entry.
     np.testing.assert_array_equal(cv2.imread(out_ckpt), cv2.imread(out_zoo))
 
+    # --param-key params picks the raw weights instead (here: another network's output).
+    raw, = run('-i', tmp_path / 'img.png', '-o', tmp_path / 'raw', '--model', checkpoint, '--opt', opt,
+               '--param-key', 'params')
+    assert build_model(str(checkpoint), opt=str(opt), param_key='params')[2]['param_key'] == 'params'
+    assert not np.array_equal(cv2.imread(raw), cv2.imread(out_zoo))
+    with pytest.raises(KeyError, match='no .params_ema.'):
+        torch.save({'params': make_net(network_g, seed=5).state_dict()}, tmp_path / 'raw_only.pth')
+        build_model(str(tmp_path / 'raw_only.pth'), opt=str(opt), param_key='params_ema')
+
     with pytest.raises(ValueError, match=r'--opt'):
         run('-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--model', checkpoint)
     wrong = tmp_path / 'wrong.yml'
