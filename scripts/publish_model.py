@@ -84,6 +84,7 @@ def save_weights(state_dict, weights_dir, name, half=True):
             if re.fullmatch(rf'{re.escape(name)}-[0-9a-f]{{8}}\.pth', old):
                 os.remove(osp.join(weights_dir, old))
         path = osp.join(weights_dir, f'{name}-{digest[:8]}.pth')
+        os.chmod(tmp_path, 0o644)  # mkstemp makes it private
         os.replace(tmp_path, path)
     finally:
         if osp.exists(tmp_path):
@@ -150,8 +151,8 @@ def publish(args):
         if abs(set5 - metrics['Set5']['psnr']) > SET5_TOLERANCE_DB:
             raise RuntimeError(f"The published file gives Set5 PSNR {set5:.4f} dB, the study {args.metrics_json} "
                                f"recorded {metrics['Set5']['psnr']:.4f} dB for {train_opt['name']}.")
-        metrics_note = (f'computed by `{study_command}` (msconv_plugin.test on the EMA weights); the published file '
-                        f'gives Set5 {set5:.4f} dB through `{test_command}`')
+        metrics_note = (f'computed by `{study_command}` (msconv_plugin.test on the `{source_key}` weights of the '
+                        f'checkpoint); the published file gives Set5 {set5:.4f} dB through `{test_command}`')
     else:
         metrics = run_test(test_opt, args.name, TEST_SETS)
         metrics_note = f'computed by `{test_command}`'
@@ -183,13 +184,22 @@ def publish(args):
     if osp.isfile(args.zoo):
         with open(args.zoo) as f:
             zoo = json.load(f)
-    zoo['models'] = [m for m in zoo['models'] if m['name'] != args.name] + [entry]
+    zoo['models'] = sorted([m for m in zoo['models'] if m['name'] != args.name] + [entry], key=zoo_order)
     with open(args.zoo, 'w') as f:
         json.dump(zoo, f, indent=2)
         f.write('\n')
     with open(args.zoo_md, 'w') as f:
         f.write(zoo_markdown(zoo))
     return entry
+
+
+TASKS = ('sr', 'denoise', 'deblur')
+
+
+def zoo_order(entry):
+    """Task, scale, then each plain network followed by its MS³ counterpart."""
+    task = TASKS.index(entry['task']) if entry['task'] in TASKS else len(TASKS)
+    return task, entry['scale'], entry['name'].removeprefix('MS3'), entry['name'].startswith('MS3')
 
 
 TASK_LABEL = {'sr': 'SR ×{scale}', 'denoise': 'denoise σ={sigma}', 'deblur': 'deblur (synthetic)'}
@@ -212,7 +222,8 @@ def zoo_markdown(zoo):
         'Every network was trained on Sun–Hays 80 (80 photographs, `../shared/data/train/SunHays80`) on the CPU of '
         'this project\'s machines, with the budget given per card: far from the DIV2K/GPU budgets of the papers, so '
         'the absolute figures are low; the point is the comparison of each MS³ network with its plain counterpart, '
-        'trained the same way. PSNR/SSIM are on the Y channel (border of `scale` pixels cropped for SR).',
+        'trained the same way. PSNR/SSIM are on the Y channel (border of `scale` pixels cropped for SR). The runs went '
+        'two or three at a time, one thread each, on 2 cores: wall times are those of a loaded machine.',
         '',
         '| Name | Task | Network | Params | Mult-adds (1×3×128×128) | Set5 | Set14 | BSD68 | Iterations | '
         'Train time | File |',
@@ -233,7 +244,8 @@ def zoo_markdown(zoo):
             f"## {e['name']}",
             '',
             f"- Network: `{json.dumps(e['network_g'])}`" +
-            (f"; plain counterpart: [{e['counterpart']}](#{e['counterpart'].lower()})" if e['counterpart'] else ''),
+            (f"; {'plain' if 'n_scales' in e['network_g'] else 'MS³'} counterpart (same budget): "
+             f"[{e['counterpart']}](#{e['counterpart'].lower()})" if e['counterpart'] else ''),
             f"- Task: {e['task']}, scale ×{e['scale']}",
             f"- Parameters: {e['params']:,}; multiply-adds: {e['macs']:,} ({e['complexity_input']} input, mmengine)",
             f"- Training: `{t['options']}` (experiment `{t['experiment']}`): {t['dataset']} (`{t['dataroot']}`), "
