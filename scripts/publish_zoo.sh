@@ -33,12 +33,12 @@ publish MS3EDSR_Mx4_SunHays80 MS3${S}_n2 $O/train_MS3EDSR_Mx4_SunHays80.yml $S E
 S=CARN_x2_f64_SunHays80_3k_B8G1
 publish CARN_x2_SunHays80 $S $O/train_CARN_x2_SunHays80.yml $S MS3CARN_x2_SunHays80
 publish MS3CARN_x2_SunHays80 MS3${S}_n2 $O/train_MS3CARN_x2_SunHays80.yml $S CARN_x2_SunHays80
-S=EDSR_M_denoise_sigma25_f64b16_SunHays80_1k_B8G1
+S=EDSR_M_denoise_sigma25_f64b16_SunHays80_600_B8G1
 publish EDSR_M_denoise_sigma25_SunHays80 $S $O/train_EDSR_denoise_sigma25_SunHays80.yml $S \
     MS3EDSR_M_denoise_sigma25_SunHays80
 publish MS3EDSR_M_denoise_sigma25_SunHays80 MS3${S}_n2 $O/train_MS3EDSR_denoise_sigma25_SunHays80.yml $S \
     EDSR_M_denoise_sigma25_SunHays80
-S=EDSR_M_deblur_synthetic_f64b16_SunHays80_1k_B8G1
+S=EDSR_M_deblur_synthetic_f64b16_SunHays80_600_B8G1
 publish EDSR_M_deblur_synthetic_SunHays80 $S $O/train_EDSR_deblur_synthetic_SunHays80.yml $S \
     MS3EDSR_M_deblur_synthetic_SunHays80
 publish MS3EDSR_M_deblur_synthetic_SunHays80 MS3${S}_n2 $O/train_MS3EDSR_deblur_synthetic_SunHays80.yml $S \

@@ -162,7 +162,7 @@ def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names
     assert n2['delta_psnr']['Set5'] == pytest.approx(n2['metrics']['Set5']['psnr'] - plain['metrics']['Set5']['psnr'])
     assert result['budget'] == dict(dataset='SunHays80', dataroot=osp.join(SHARED, 'train', 'SunHays80'),
                                     iterations=4, batch=2, gt_size=32, seed=0, lr=2e-4,
-                                    scheduler='CosineAnnealingRestartLR', ema_decay=0.999)
+                                    scheduler='CosineAnnealingRestartLR', ema_decay=0.999, tested_weights='params')
     saved = json.loads((out / f'{study_names}.json').read_text())
     assert saved['rows'][1]['metrics'] == n2['metrics']
     table = (out / f'{study_names}.md').read_text()
