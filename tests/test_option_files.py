@@ -92,6 +92,13 @@ class Workspace:
                 _write(gopro / part / seq / 'blur', f'{frame:06d}.png', cv2.blur(sharp, (5, 1)))
         prepare.main(['gopro', str(gopro), str(self.work / 'datasets' / 'GoPro'), '--val-sequences', '1', '--lmdb'])
 
+        # ../shared/data/train/SunHays80 (two photos) → datasets/SunHays80 as options/train/SunHays80 expects.
+        sun_hays = self.shared / 'data' / 'train' / 'SunHays80'
+        for i, img in enumerate(photos[:2]):
+            _write(sun_hays, f'scene_{i}.png', img)
+        prepare.main(['sr', str(sun_hays), '--scales', '2', '3', '4', '--crop-size', '48', '--step', '48',
+                      '--n-thread', '1', '--out-root', str(self.work / 'datasets' / 'SunHays80')])
+
         # ../shared: CBSD68 (odd sizes, both orientations, as the real 481x321 / 321x481) and a 1x3 cell of kernels.
         for i, img in enumerate(photos[4:]):
             _write(benchmark / 'BSD68', f'{i}.png', img)
@@ -190,8 +197,9 @@ def test_every_network_has_its_option_files():
 def test_ms3_files_are_their_plain_files_with_ms3_convolutions(path):
     """Data, schedule and evaluation of an MS3 option file are those of the plain network's."""
     plain_path = re.sub(r'MS3(SRResNet)?', lambda m: 'MSRResNet' if m[1] else '', path)
-    ms3, plain = _load_yml(path), _load_yml(plain_path)
-    assert ms3['network_g'].pop('n_scales') == 2 and ms3['network_g'].pop('interaction') == 'adjacent'
+    n_scales = 3 if plain_path.endswith('_n3.yml') else 2  # the n=3 networks of the equal-budget study
+    ms3, plain = _load_yml(path), _load_yml(plain_path.replace('_n3.yml', '.yml'))
+    assert ms3['network_g'].pop('n_scales') == n_scales and ms3['network_g'].pop('interaction') == 'adjacent'
     assert ms3['network_g'].pop('type') == 'MS3' + re.sub('^M(?=SRResNet)', '', plain['network_g'].pop('type'))
     for opt in (ms3, plain):
         del opt['name']
@@ -230,8 +238,9 @@ def test_option_file_runs(path, workspace, monkeypatch, tmp_path):
         for dataset, test_loader in _datasets(opt, 'test'):
             model.validation(test_loader, opt['name'], None, save_img=opt['val']['save_img'])
             _check_metrics(model)
-            saved = list((tmp_path / 'results' / opt['name'] / 'visualization' / dataset.opt['name']).iterdir())
-            assert len(saved) == len(dataset)  # one result per sample, none overwritten
+            if opt['val']['save_img']:
+                saved = list((tmp_path / 'results' / opt['name'] / 'visualization' / dataset.opt['name']).iterdir())
+                assert len(saved) == len(dataset)  # one result per sample, none overwritten
 
 
 @pytest.mark.parametrize('path', [p for p in TRAIN_FILES if COMMENTED_LMDB.search(open(p).read())], ids=_relative)
