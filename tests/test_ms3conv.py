@@ -151,3 +151,44 @@ def test_grouped_layer_takes_the_reference_path():
     xs = _multi_scale(2, 8)
     for a, b in zip(layer(xs), layer.forward_reference(xs)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+SMALL_NETWORKS = {
+    'MS3EDSR': dict(num_in_ch=3, num_out_ch=3, num_feat=12, num_block=2, upscale=2),
+    'MS3SRResNet': dict(num_in_ch=3, num_out_ch=3, num_feat=12, num_block=2, upscale=2),
+    'MS3RRDBNet': dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=12, num_block=1, num_grow_ch=6),
+    'MS3CARN': dict(num_in_ch=3, num_out_ch=3, num_feat=24, upscale=2),
+}
+
+
+def _build(net_type, seed=0, **kwargs):
+    from basicsr.archs import build_network
+    torch.manual_seed(seed)
+    return build_network(dict(type=net_type, **SMALL_NETWORKS[net_type], **kwargs))
+
+
+@pytest.mark.parametrize('n_scales', [2, 3])
+@pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
+def test_cross_scale_init_scales_only_the_cross_scale_kernels(net_type, n_scales):
+    reference = _build(net_type, n_scales=n_scales).state_dict()
+    for factor in (0., 0.5):
+        scaled = _build(net_type, n_scales=n_scales, cross_scale_init=factor).state_dict()
+        assert scaled.keys() == reference.keys()
+        cross = [k for k in reference if '.cross_scale.' in k]
+        assert cross and all(k.endswith('.weight') for k in cross)
+        for key, value in reference.items():
+            # the same random draws (same seed), then the cross-scale weights multiplied: exactly, nothing else
+            assert torch.equal(scaled[key], value * factor if key in cross else value), key
+    # Started at zero, the cross-scale kernels still learn: every one of them gets a gradient.
+    net = _build(net_type, n_scales=n_scales, cross_scale_init=0)
+    net(torch.rand(2, 3, 24, 24)).mean().backward()
+    for name, param in net.named_parameters():
+        if '.cross_scale.' in name:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('value', [-0.1, float('inf'), float('nan'), 'zero', True, None])
+@pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
+def test_bad_cross_scale_init_is_refused(net_type, value):
+    with pytest.raises(ValueError, match='cross_scale_init must be a finite number >= 0'):
+        _build(net_type, cross_scale_init=value)

@@ -6,8 +6,8 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from .carn_arch import CARNUpsample, MeanShift, check_carn_args
-from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, add_scaled, branchwise, check_ms3_args,
-                      convert_plain_state_dict)
+from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, add_scaled, branchwise, check_cross_scale_init,
+                      check_ms3_args, convert_plain_state_dict, scale_cross_scale_init_)
 
 
 def ms3carn_branch_feat(num_feat, n_scales, group):
@@ -118,6 +118,8 @@ class MS3CARN(nn.Module):
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear' (between scales; the image upsampler is CARN's). Default: 'nearest'.
+        cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
     """
 
     def __init__(self,
@@ -129,10 +131,12 @@ class MS3CARN(nn.Module):
                  n_scales=2,
                  interaction='adjacent',
                  downsample='avg',
-                 upsample='nearest'):
+                 upsample='nearest',
+                 cross_scale_init=1.):
         super().__init__()
         check_carn_args(num_in_ch, num_out_ch, num_feat, group)
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
+        check_cross_scale_init(cross_scale_init)
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
         branch_feat = ms3carn_branch_feat(num_feat, n_scales, group)
 
@@ -146,6 +150,7 @@ class MS3CARN(nn.Module):
         self.fuse = MS3Fuse(4 * branch_feat, num_feat, n_scales, kernel_size=1, upsample=upsample)
         self.upsample = CARNUpsample(upscale, num_feat, group)
         self.exit = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
         x = self.entry(self.sub_mean(x))

@@ -63,6 +63,31 @@ def check_ms3_args(n_scales, interaction='adjacent', downsample='avg', upsample=
                          f'at least one channel; valid n_scales here: 1..{num_feat}.')
 
 
+def check_cross_scale_init(cross_scale_init):
+    """Validate the scale of the cross-scale kernels' initial weights (a number >= 0)."""
+    if isinstance(cross_scale_init, bool) or not isinstance(cross_scale_init, (int, float)) or not (
+            0 <= cross_scale_init < float('inf')):
+        raise ValueError(f'cross_scale_init must be a finite number >= 0 (1: initialised like the same-scale kernel, '
+                         f'0: start at zero), got {cross_scale_init!r}.')
+
+
+def scale_cross_scale_init_(module, cross_scale_init):
+    """Multiply the weights of every cross-scale kernel of ``module``'s S2 layers by ``cross_scale_init``, in place.
+
+    Called at the end of a network's ``__init__``. 1 leaves the initialisation alone; 0 starts the network as
+    ``n_scales`` paths that do not communicate (each S2 output is its same-scale kernel's, whose output variance is
+    then that of one convolution rather than the sum of two or three), and lets training grow the interaction.
+    """
+    check_cross_scale_init(cross_scale_init)
+    if cross_scale_init != 1:
+        with torch.no_grad():
+            for m in module.modules():
+                if isinstance(m, MS3Conv):
+                    for kernel in m.cross_scale.values():
+                        kernel.weight.mul_(cross_scale_init)
+    return module
+
+
 def check_scope(scope):
     """Validate a network's conversion scope: 'trunk' (split … fuse around the feature trunk) or 'whole'."""
     if scope not in SCOPES:
@@ -361,6 +386,6 @@ def convert_plain_state_dict(state_dict, renames):
 
 __all__ = [
     'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'MS3Upsample', 'branchwise', 'add_scaled',
-    'branchwise_cat', 'check_ms3_args', 'check_scope', 'cross_scale_sources', 'num_cross_scale_kernels',
-    'ms3conv_num_params', 'convert_plain_state_dict'
+    'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope', 'scale_cross_scale_init_',
+    'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params', 'convert_plain_state_dict'
 ]

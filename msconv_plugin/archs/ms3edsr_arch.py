@@ -3,8 +3,8 @@ from basicsr.archs.arch_util import Upsample, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
-from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_ms3_args,
-                      check_scope, convert_plain_state_dict)
+from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_cross_scale_init,
+                      check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 
 @ARCH_REGISTRY.register()
@@ -38,6 +38,8 @@ class MS3EDSR(nn.Module):
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'trunk'.
+        cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
     """
 
     def __init__(self,
@@ -53,10 +55,12 @@ class MS3EDSR(nn.Module):
                  interaction='adjacent',
                  downsample='avg',
                  upsample='nearest',
-                 scope='trunk'):
+                 scope='trunk',
+                 cross_scale_init=1.):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)
+        check_cross_scale_init(cross_scale_init)
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
         branch_feat = num_feat // n_scales
 
@@ -78,6 +82,7 @@ class MS3EDSR(nn.Module):
             self.conv_after_body = MS3Conv(branch_feat, branch_feat, **ms3)
             self.upsample = MS3Upsample(upscale, branch_feat, **ms3)
             self.fuse = MS3Fuse(branch_feat, num_out_ch, n_scales, upsample=upsample)
+        scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
         self.mean = self.mean.type_as(x)

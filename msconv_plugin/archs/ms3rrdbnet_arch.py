@@ -3,8 +3,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
-from .ms3conv import (MS3Conv, MS3Fuse, MS3Split, add_scaled, branchwise, branchwise_cat, check_ms3_args,
-                      check_scope, convert_plain_state_dict)
+from .ms3conv import (MS3Conv, MS3Fuse, MS3Split, add_scaled, branchwise, branchwise_cat, check_cross_scale_init,
+                      check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 
 class MS3ResidualDenseBlock(nn.Module):
@@ -79,6 +79,8 @@ class MS3RRDBNet(nn.Module):
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'trunk'.
+        cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
     """
 
     def __init__(self,
@@ -92,10 +94,12 @@ class MS3RRDBNet(nn.Module):
                  interaction='adjacent',
                  downsample='avg',
                  upsample='nearest',
-                 scope='trunk'):
+                 scope='trunk',
+                 cross_scale_init=1.):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)
+        check_cross_scale_init(cross_scale_init)
         if num_grow_ch < n_scales:
             raise ValueError(f'num_grow_ch ({num_grow_ch}) must be >= n_scales ({n_scales}) so that each branch '
                              'grows by at least one channel.')
@@ -127,6 +131,7 @@ class MS3RRDBNet(nn.Module):
             self.conv_hr = MS3Conv(branch_feat, branch_feat, **ms3)
             self.fuse = MS3Fuse(branch_feat, num_out_ch, n_scales, upsample=upsample)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
         if self.scale != 4 and (x.size(-2) * self.scale % 4 or x.size(-1) * self.scale % 4):

@@ -3,8 +3,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
-from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, branchwise, check_ms3_args, check_scope,
-                      convert_plain_state_dict)
+from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, branchwise, check_cross_scale_init,
+                      check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 
 @ARCH_REGISTRY.register()
@@ -36,6 +36,8 @@ class MS3SRResNet(nn.Module):
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'whole'.
+        cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
     """
 
     def __init__(self,
@@ -48,10 +50,12 @@ class MS3SRResNet(nn.Module):
                  interaction='adjacent',
                  downsample='avg',
                  upsample='nearest',
-                 scope='whole'):
+                 scope='whole',
+                 cross_scale_init=1.):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)
+        check_cross_scale_init(cross_scale_init)
         if upscale not in (2, 3, 4):
             raise ValueError(f'upscale must be one of (2, 3, 4), got {upscale!r}.')
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
@@ -81,6 +85,7 @@ class MS3SRResNet(nn.Module):
 
         # initialization, as MSRResNet's
         default_init_weights([m for m in self.children() if m is not self.body], 0.1)
+        scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
         size = x.shape[-2:]
