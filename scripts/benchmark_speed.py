@@ -14,6 +14,9 @@ Measured per setting: inference latency (batch ``--batch``) and throughput (imag
 L1 loss, backward, Adam step; batch ``--train-batch`` of ``--train-size`` LR patches) time; peak memory of both.
 Peak memory is the peak of tensor memory allocated during the call beyond what was live before it: CUDA's
 allocator statistics on the GPU, and on the CPU the allocation timeline of ``torch.profiler`` (profile_memory).
+With ``--profile PASSES``, each variant's fastest inference setting is also profiled operator by operator
+(``torch.profiler``, self CPU time per call of the costliest ``--profile-top`` operators): where a conversion falls
+short of its operation count, this shows what the time goes to.
 """
 import argparse
 import copy
@@ -143,7 +146,26 @@ def benchmark(name, scale, size, args, device):
                    train_step_ms=step[key] * 1e3,
                    peak_memory_mb=peak_memory_mb(infer_calls[key], device),
                    train_peak_memory_mb=peak_memory_mb(train_calls[key], device))
+    if args.profile:  # each variant's fastest inference setting, operator by operator
+        for variant in variants:
+            key = min((k for k in rows if k[0] == variant), key=lambda k: rows[k]['latency_ms'])
+            rows[key]['profile'] = op_profile(infer_calls[key], args.profile, args.profile_top)
     return list(rows.values())
+
+
+def op_profile(call, passes, top):
+    """Where one call's time goes: ``torch.profiler`` over ``passes`` calls, operators by self CPU time.
+
+    Returns the total self time and the ``top`` operators (calls, self milliseconds and share), all per call.
+    """
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(passes):
+            call()
+    stats = sorted(((e.key, e.count, e.self_cpu_time_total) for e in prof.key_averages()), key=lambda s: -s[2])
+    total = sum(s[2] for s in stats)
+    return dict(passes=passes, total_self_ms=total / 1e3 / passes,
+                ops=[dict(op=op, calls=count / passes, self_ms=t / 1e3 / passes, share=t / total)
+                     for op, count, t in stats[:top]])
 
 
 def fastest(rows):
@@ -193,6 +215,21 @@ def markdown(rows, summary, env):
                      f"{s['latency_ms']:.1f} | {s['speedup']:.2f}× | {s['peak_memory_mb']:.1f} | "
                      f"{s['memory_ratio']:.0%} | {s['train_step_ms']:.1f} | {s['train_speedup']:.2f}× | "
                      f"{s['train_peak_memory_mb']:.1f} | {s['train_memory_ratio']:.0%} |")
+    profiled = [r for r in rows if r.get('profile')]
+    if profiled:
+        passes = profiled[0]['profile']['passes']
+        lines += [
+            '', f'### Inference profile: each variant in its fastest setting, {passes} passes, per pass', '',
+            '| network | × | LR size | variant | setting | self CPU ms (all ops) | operator | calls | self ms '
+            '| share |',
+            '|---' * 10 + '|'
+        ]
+        for r in profiled:
+            prof = r['profile']
+            for i, op in enumerate(prof['ops']):
+                head = (f"| {r['network']} | {r['scale']} | {r['size']} | {r['variant']} | {r['precision']} "
+                        f"{r['memory_format']} | {prof['total_self_ms']:.1f} |") if i == 0 else '| | | | | | |'
+                lines.append(f"{head} {op['op']} | {op['calls']:g} | {op['self_ms']:.1f} | {op['share']:.0%} |")
     return '\n'.join(lines)
 
 
@@ -214,6 +251,10 @@ def main(argv=None):
     parser.add_argument('--train-size', type=int, default=48)
     parser.add_argument('--train-repeats', type=int, default=5)
     parser.add_argument('--json', help='also write everything as JSON to this path')
+    parser.add_argument('--profile', type=int, default=0, metavar='PASSES',
+                        help="also profile each variant's fastest inference setting over PASSES calls (torch.profiler)"
+                        ' and list its costliest operators')
+    parser.add_argument('--profile-top', type=int, default=8, help='operators listed per profile')
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)

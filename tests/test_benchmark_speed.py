@@ -12,7 +12,7 @@ def test_benchmark_speed_writes_documented_json(tmp_path):
     cmd = [
         sys.executable, osp.join(REPO, 'scripts', 'benchmark_speed.py'), '--networks', 'CARN-M', '--scales', '2',
         '--sizes', '12', '--n-scales', '2', '--warmup', '1', '--repeats', '2', '--train-repeats', '1',
-        '--train-batch', '1', '--train-size', '8', '--json', str(out)
+        '--train-batch', '1', '--train-size', '8', '--profile', '2', '--profile-top', '3', '--json', str(out)
     ]
     markdown = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.read_text())
@@ -29,3 +29,12 @@ def test_benchmark_speed_writes_documented_json(tmp_path):
         best = min(r['latency_ms'] for r in result['rows'] if r['variant'] == s['variant'])
         assert s['latency_ms'] == best
     assert '| CARN-M | 2 | 12 | n=2 |' in markdown
+    # --profile: the fastest setting of each variant, its costliest operators per call
+    for variant, s in fastest.items():
+        row, = [r for r in result['rows'] if r['variant'] == variant and 'profile' in r]
+        assert row['latency_ms'] == s['latency_ms']
+        prof = row['profile']
+        assert prof['passes'] == 2 and len(prof['ops']) == 3 and prof['total_self_ms'] > 0
+        assert [op['self_ms'] for op in prof['ops']] == sorted((op['self_ms'] for op in prof['ops']), reverse=True)
+        assert all(op['calls'] > 0 and 0 < op['share'] <= 1 for op in prof['ops'])
+    assert 'Inference profile' in markdown and 'aten::' in markdown
