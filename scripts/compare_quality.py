@@ -2,6 +2,8 @@
 
     python scripts/compare_quality.py --opt options/train/SunHays80/train_EDSR_Mx2_SunHays80.yml
     python scripts/compare_quality.py --opt options/train/SunHays80/train_CARN_x2_SunHays80.yml --n-scales 2 3
+    python scripts/compare_quality.py --opt options/train/SunHays80/train_EDSR_Mx2_SunHays80.yml --n-scales 2 \
+        --ablation bilinear:n2:network_g.upsample=bilinear --ablation f46:plain:network_g.num_feat=46
 
 From the plain network's BasicSR training options, each converted network's options are derived by changing only
 ``network_g`` (type → its MS³ type, plus ``n_scales`` and ``interaction``) and ``name``: data, iterations, batch,
@@ -15,7 +17,14 @@ for Gaussian denoising, a fixed kernel and noise per image for synthetic deblurr
 
 Written to ``--out`` (default ``docs/quality``): ``<study>.json`` (every number, the budget, the commands),
 ``<study>.md`` (the table) and ``<study>.png`` (PSNR against multiply-adds, one panel per test set), where
-``<study>`` is the plain network's experiment name. Training data must be prepared first (the option file's header
+``<study>`` is the plain network's experiment name.
+
+Ablations (``--ablation TAG:BASE:KEY=VALUE[,...]``, repeatable) add networks derived from the plain one (``BASE``
+``plain``) or from a converted one (``n2``, ``n3``…) with the listed options changed — an operator, an
+initialisation, a learning rate, a narrower plain network of equal multiply-adds — named ``<base name>_<TAG>``; the
+study is then written as ``<study>_ablations.*`` and every row's change is printed with it. Networks already
+trained or tested are reused, so separate invocations (one ablation each, e.g. run side by side) followed by one
+with all of them produce the combined table. Training data must be prepared first (the option file's header
 gives the command); test sets are never trained on.
 """
 import argparse
@@ -84,6 +93,52 @@ def derive_options(plain_opt, n_scales, interaction='adjacent'):
     opt['network_g'].update(type=MS3_TYPES[plain_type], n_scales=n_scales, interaction=interaction)
     suffix = f'_n{n_scales}' + ('' if interaction == 'adjacent' else f'_{interaction}')
     opt['name'] = MS3_TYPES[plain_type] + plain_opt['name'][len(plain_type):] + suffix
+    return opt
+
+
+def parse_ablation(text):
+    """``'<tag>:<base>:<key.path>=<value>[,<key.path>=<value>...]'`` → ``(tag, base, {key.path: value})``.
+
+    ``base`` is ``plain`` or ``n<k>`` (the converted network with ``n_scales`` k); values are read as YAML (numbers
+    such as ``4e-4`` as numbers).
+    """
+    parts = text.split(':', 2)
+    if len(parts) != 3 or not re.fullmatch(r'[A-Za-z0-9.+-]+', parts[0]) or not re.fullmatch(r'plain|n\d+', parts[1]):
+        raise ValueError(f"An ablation is '<tag>:<plain|n2|n3..>:<key.path>=<value>[,...]' with a tag of letters, "
+                         f"digits, '.', '+' or '-', got {text!r}.")
+    tag, base, body = parts
+    overrides = {}
+    for item in filter(None, body.split(',')):
+        key, sep, raw = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'Override {item!r} of ablation {text!r} is not <key.path>=<value>.')
+        value = yaml.safe_load(raw)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        overrides[key] = value
+    if not overrides:
+        raise ValueError(f'The ablation {text!r} changes nothing.')
+    return tag, base, overrides
+
+
+def derive_ablation(base_opt, tag, overrides):
+    """``base_opt`` with ``overrides`` (dotted paths into the options; every key must exist except in
+    ``network_g``, where a new argument may be set) and ``name`` ``<base name>_<tag>``."""
+    opt = copy.deepcopy(base_opt)
+    for path, value in overrides.items():
+        keys = path.split('.')
+        node = opt
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise KeyError(f'{path}: no section {key!r} in the options of {base_opt["name"]}.')
+            node = node[key]
+        if keys[-1] not in node and keys[0] != 'network_g':
+            raise KeyError(f'{path}: no option {keys[-1]!r} in the options of {base_opt["name"]}.')
+        node[keys[-1]] = value
+    opt['name'] = f"{base_opt['name']}_{tag}"
     return opt
 
 
@@ -228,9 +283,15 @@ def study(args):
         if not osp.isdir(osp.join(args.benchmark_root, set_name)):
             raise FileNotFoundError(f'Test set {set_name} not found in {args.benchmark_root} (--benchmark-root).')
     variants = [plain] + [derive_options(plain, n, args.interaction) for n in args.n_scales]
+    changes = [None] * len(variants)  # what an ablation changed, per network
+    for text in args.ablation:
+        tag, base, overrides = parse_ablation(text)
+        base_opt = plain if base == 'plain' else derive_options(plain, int(base[1:]), args.interaction)
+        variants.append(derive_ablation(base_opt, tag, overrides))
+        changes.append(', '.join(f'{k}={v}' for k, v in overrides.items()))
     work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
     rows = []
-    for opt in variants:
+    for opt, change in zip(variants, changes):
         name = opt['name']
         exp_dir = osp.join(REPO_ROOT, 'experiments', name)
         model_path = osp.join(exp_dir, 'models', 'net_g_latest.pth')
@@ -266,14 +327,15 @@ def study(args):
                 json.dump(dict(key=key, metrics=metrics, test_wall_time_s=test_time), f, indent=2)
         rows.append(dict(
             name=name, type=opt['network_g']['type'], n_scales=opt['network_g'].get('n_scales', 1),
-            network_g=opt['network_g'], **complexity_of(opt), metrics=metrics,
+            network_g=opt['network_g'], change=change, budget=budget_of(opt), **complexity_of(opt), metrics=metrics,
             train_wall_time_s=training_wall_time(exp_dir), test_wall_time_s=test_time,
             train_command=train_cmd))
     for row in rows:
         row['params_ratio'] = row['params'] / rows[0]['params']
         row['macs_ratio'] = row['macs'] / rows[0]['macs']
         row['delta_psnr'] = {s: row['metrics'][s]['psnr'] - rows[0]['metrics'][s]['psnr'] for s in args.sets}
-    return dict(study=plain['name'], plain_options=osp.relpath(osp.abspath(args.opt), REPO_ROOT),
+    study_name = plain['name'] + ('_ablations' if args.ablation else '')
+    return dict(study=study_name, plain_options=osp.relpath(osp.abspath(args.opt), REPO_ROOT),
                 task=task_of(plain), scale=plain['scale'], budget=budget_of(plain), sets=list(args.sets),
                 complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}', threads=args.threads,
                 command='python scripts/compare_quality.py ' + ' '.join(args.argv), rows=rows)
@@ -284,7 +346,8 @@ def markdown(result):
     budget = result['budget']
     lines = [
         f"**{result['study']}** — {result['task']}" + (f" ×{result['scale']}" if result['task'] == 'sr' else '') +
-        f"; every network: {budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
+        f"; every network{' (but for the change in its row)' if any(r.get('change') for r in result['rows']) else ''}: "
+        f"{budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
         f"seed {budget['seed']}, Adam {budget['lr']:g} + {budget['scheduler']}, EMA {budget['ema_decay']}, "
         f"tested weights `{budget['tested_weights']}`, data {budget['dataset']}.",
         '',
@@ -296,14 +359,19 @@ def markdown(result):
         '|---|---:|---:|' + '---:|' * len(sets) + '---:|---:|',
     ]
     for row in result['rows']:
-        label = row['type'] if row['n_scales'] == 1 else f"{row['type']} n={row['n_scales']}"
         lines.append(
-            f"| {label} | {row['params']:,} ({100 * row['params_ratio']:.0f}%) | {row['macs'] / 1e9:.2f} G "
+            f"| {row_label(row)} | {row['params']:,} ({100 * row['params_ratio']:.0f}%) | {row['macs'] / 1e9:.2f} G "
             f"({100 * row['macs_ratio']:.0f}%) | " +
             ' | '.join(f"{row['metrics'][s]['psnr']:.2f} / {row['metrics'][s]['ssim']:.4f}" for s in sets) + ' | ' +
             ('–' if row is result['rows'][0] else ' / '.join(f"{row['delta_psnr'][s]:+.2f}" for s in sets)) +
             f" | {row['train_wall_time_s'] / 60:.0f} min |")
     return '\n'.join(lines) + '\n'
+
+
+def row_label(row):
+    """'EDSR', 'MS3EDSR n=2', 'MS3EDSR n=2, network_g.upsample=bilinear'."""
+    label = row['type'] if row['n_scales'] == 1 else f"{row['type']} n={row['n_scales']}"
+    return f"{label}, {row['change']}" if row.get('change') else label
 
 
 def plot(result, path):
@@ -314,13 +382,17 @@ def plot(result, path):
     sets = result['sets']
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False)
     for ax, set_name in zip(axes[0], sets):
-        xs = [row['macs'] / 1e9 for row in result['rows']]
-        ys = [row['metrics'][set_name]['psnr'] for row in result['rows']]
-        ax.plot(xs, ys, color='0.7', zorder=1)
-        for row, x, y in zip(result['rows'], xs, ys):
+        main = [row for row in result['rows'] if not row.get('change')]  # plain and its conversions: one line
+        ax.plot([row['macs'] / 1e9 for row in main], [row['metrics'][set_name]['psnr'] for row in main],
+                color='0.7', zorder=1)
+        for row in result['rows']:
+            x, y = row['macs'] / 1e9, row['metrics'][set_name]['psnr']
             label = 'plain' if row['n_scales'] == 1 else f"n={row['n_scales']}"
-            ax.scatter([x], [y], s=40, zorder=2, label=f"{row['type']} ({label})")
-            ax.annotate(label, (x, y), textcoords='offset points', xytext=(5, 5), fontsize=9)
+            if row.get('change'):
+                label += ', ' + row['change'].replace('network_g.', '').replace('train.', '')
+            ax.scatter([x], [y], s=40, zorder=2, marker='D' if row.get('change') else 'o',
+                       label=f"{row['type']} ({label})")
+            ax.annotate(label, (x, y), textcoords='offset points', xytext=(5, 5), fontsize=7)
         ax.set_title(set_name)
         ax.set_xlabel(f"multiply-adds, G ({result['complexity_input']})")
         ax.grid(alpha=0.3)
@@ -345,6 +417,11 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, help='override total_iter for every network (smoke runs)')
     parser.add_argument('--retest', action='store_true', help='test every network again, even when unchanged')
     parser.add_argument('--threads', type=int, help='OMP threads per training/test process (default: torch decides)')
+    parser.add_argument(
+        '--ablation', action='append', default=[], metavar='TAG:BASE:KEY=VALUE[,KEY=VALUE]',
+        help="also train and test a variant of the plain network (BASE 'plain') or of a converted one ('n2', 'n3'…) "
+        "with options changed, named <base name>_<TAG>; repeatable. Results go to <study>_ablations.*. Example: "
+        "--ablation bilinear:n2:network_g.upsample=bilinear --ablation f46:plain:network_g.num_feat=46")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args

@@ -181,6 +181,53 @@ def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names
                                   '--retest'])
     assert again['rows'][1]['metrics'] == n2['metrics'] and osp.getmtime(test_log) > stamp
 
+    # An ablation adds one network, derived from n=2 with one option changed, and reuses the others untouched.
+    stamp = osp.getmtime(test_log)
+    ablation = compare_quality.main(['--opt', opt_path, '--n-scales', '2', '--sets', 'Set5', '--out', str(out),
+                                     '--ablation', 'lr1e-3:n2:train.optim_g.lr=1e-3'])
+    assert [row['name'] for row in ablation['rows']] == names[:2] + [names[1] + '_lr1e-3']
+    assert ablation['study'] == study_names + '_ablations' and osp.getmtime(test_log) == stamp
+    changed = ablation['rows'][2]
+    assert changed['change'] == 'train.optim_g.lr=0.001' and changed['budget']['lr'] == 1e-3
+    assert [row['budget']['lr'] for row in ablation['rows'][:2]] == [2e-4, 2e-4]
+    work = osp.join(REPO, 'experiments', 'quality_study', study_names, 'options')
+    n2_opt, changed_opt = (yaml.safe_load(open(osp.join(work, f'train_{name}.yml')))
+                           for name in (names[1], changed['name']))
+    assert changed_opt['train']['optim_g'].pop('lr') == 1e-3 and n2_opt['train']['optim_g'].pop('lr') == 2e-4
+    assert without(changed_opt, 'name') == without(n2_opt, 'name')
+    table = (out / f'{study_names}_ablations.md').read_text()
+    assert '| MS3EDSR n=2, train.optim_g.lr=0.001 |' in table and 'but for the change in its row' in table
+    assert (out / f'{study_names}_ablations.png').is_file() and (out / f'{study_names}.md').is_file()
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('bilinear:n2:network_g.upsample=bilinear', ('bilinear', 'n2', {'network_g.upsample': 'bilinear'})),
+    ('f46:plain:network_g.num_feat=46', ('f46', 'plain', {'network_g.num_feat': 46})),
+    ('x:n3:train.optim_g.lr=4e-4,network_g.cross_scale_init=0',
+     ('x', 'n3', {'train.optim_g.lr': 4e-4, 'network_g.cross_scale_init': 0})),
+])
+def test_parse_ablation(text, expected):
+    assert compare_quality.parse_ablation(text) == expected
+
+
+@pytest.mark.parametrize('text', ['bilinear:network_g.upsample=bilinear', 'a b:n2:x=1', 'x:n:x=1', 'x:plain:',
+                                  'x:plain:network_g.num_feat'])
+def test_bad_ablations_are_refused(text):
+    with pytest.raises(ValueError, match='ablation'):
+        compare_quality.parse_ablation(text)
+
+
+def test_ablations_change_only_what_they_name():
+    plain = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx2_SunHays80.yml'))
+    n2 = compare_quality.derive_options(plain, 2)
+    derived = compare_quality.derive_ablation(n2, 'cross0', {'network_g.cross_scale_init': 0})
+    assert derived['name'] == n2['name'] + '_cross0' and derived['network_g'].pop('cross_scale_init') == 0
+    assert without(derived, 'name') == without(n2, 'name')
+    with pytest.raises(KeyError, match='no option'):  # a typo outside network_g is not silently added
+        compare_quality.derive_ablation(plain, 'typo', {'train.optim_g.learning_rate': 1e-3})
+    with pytest.raises(KeyError, match='no section'):
+        compare_quality.derive_ablation(plain, 'typo', {'trian.optim_g.lr': 1e-3})
+
 
 def test_study_names_missing_training_data(tmp_path):
     opt = yaml.safe_load(open(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx2_SunHays80.yml')))
