@@ -90,28 +90,38 @@ def network_scale(network_g, scale=None, source='network_g'):
     return int(scale)
 
 
+def checkpoint_state_dict(checkpoint, param_key=None, source='The checkpoint'):
+    """The network weights held by a loaded BasicSR checkpoint, and the key they came from.
+
+    ``param_key`` if given; else ``params_ema`` is preferred to ``params`` (short runs: the EMA may still hold much
+    of the random initialisation, see ``scripts/compare_quality.py``; then ask for ``params``); a bare state dict is
+    taken as it is (key ``None``). A leading ``module.`` (DataParallel / DistributedDataParallel) is stripped from
+    the keys. ``source`` names the checkpoint in error messages.
+    """
+    keys = ', '.join(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    if param_key is not None and (not isinstance(checkpoint, dict) or param_key not in checkpoint):
+        raise KeyError(f'{source} has no {param_key!r} (keys: {keys}).')
+    if isinstance(checkpoint, dict):
+        param_key = param_key or next((key for key in ('params_ema', 'params') if key in checkpoint), None)
+    if param_key is not None:
+        state_dict = checkpoint[param_key]
+    elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state_dict = checkpoint
+    else:
+        raise ValueError(f'{source} has neither "params_ema" nor "params" (keys: {keys}); a training state file '
+                         '(experiments/<name>/training_states) holds no network: use experiments/<name>/models/.')
+    return {key.removeprefix('module.'): value for key, value in state_dict.items()}, param_key
+
+
 def load_weights(net, path, param_key=None):
     """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
 
-    ``param_key`` if given; else ``params_ema`` is preferred to ``params`` (short runs: the EMA may still hold much
-    of the random initialisation, see ``scripts/compare_quality.py``; then ask for ``params``); a file holding a
-    bare state dict is taken as it is. A leading
-    ``module.`` (DataParallel / DistributedDataParallel) is stripped from the keys.
+    Which weights: see ``checkpoint_state_dict``.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Weight file not found: {path}')
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if param_key is not None and param_key not in checkpoint:
-        raise KeyError(f'{path} has no {param_key!r} (keys: {", ".join(map(str, checkpoint))}).')
-    param_key = param_key or next((key for key in ('params_ema', 'params') if key in checkpoint), None)
-    if param_key is not None:
-        state_dict = checkpoint[param_key]
-    elif checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
-        state_dict = checkpoint
-    else:
-        raise ValueError(f'{path} has neither "params_ema" nor "params" (keys: {", ".join(map(str, checkpoint))}).')
-    state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
-                  for key, value in state_dict.items()}
+    state_dict, param_key = checkpoint_state_dict(checkpoint, param_key, source=path)
     try:
         net.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:

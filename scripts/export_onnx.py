@@ -43,10 +43,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
 
-from msconv_plugin.inference import build_model, input_multiple, load_weights  # noqa: E402
+from msconv_plugin.inference import build_model, input_multiple, load_weights, read_options  # noqa: E402
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'
@@ -145,11 +144,7 @@ def build_from_args(args):
     if args.network:
         network_g, source = json.loads(args.network), '--network'
     else:
-        with open(args.opt) as f:
-            opt = yaml.safe_load(f)
-        if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
-            raise ValueError(f'{args.opt} has no network_g section: is it a BasicSR option file?')
-        network_g, source = opt['network_g'], args.opt
+        network_g, source = read_options(args.opt)[0], args.opt
     if not isinstance(network_g, dict) or 'type' not in network_g:
         raise ValueError(f'{source}: network_g must be a mapping with a "type", got {network_g!r}.')
     net = build_network(dict(network_g))

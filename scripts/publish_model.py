@@ -36,6 +36,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
 from basicsr.archs import build_network  # noqa: E402
+from msconv_plugin.inference import checkpoint_state_dict  # noqa: E402
 
 from compare_quality import (COMPLEXITY_SIZE, REPO_ROOT, TEST_SETS, budget_of, complexity_of, load_options,  # noqa: E402
                              parse_metrics, run_entry, task_of, test_options, tested_param_key, training_wall_time,
@@ -51,23 +52,6 @@ def sha256_of(path):
         for block in iter(lambda: f.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def generator_weights(checkpoint, key=None):
-    """The generator's state dict of a BasicSR checkpoint and the key it came from: ``key`` if given, else
-    ``params_ema`` when present, else ``params``."""
-    if isinstance(checkpoint, dict):
-        if key is not None:
-            if key not in checkpoint:
-                raise ValueError(f'The checkpoint has no {key!r} (keys: {", ".join(map(str, checkpoint))}).')
-            return checkpoint[key], key
-        for key in ('params_ema', 'params'):
-            if key in checkpoint:
-                return checkpoint[key], key
-        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            return checkpoint, None
-    raise ValueError('Not a BasicSR network checkpoint: expected a dict with "params_ema" or "params" (a training '
-                     'state file from experiments/<name>/training_states cannot be published; use models/).')
 
 
 def save_weights(state_dict, weights_dir, name, half=True):
@@ -127,10 +111,11 @@ def run_test(opt, label, sets):
 def publish(args):
     train_opt = load_options(args.opt)
     checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
-    state_dict, source_key = generator_weights(checkpoint, args.param_key or tested_param_key(train_opt))
+    state_dict, source_key = checkpoint_state_dict(checkpoint, args.param_key or tested_param_key(train_opt),
+                                                   source=args.checkpoint)
     net_opt = dict(train_opt['network_g'])
     net = build_network(dict(net_opt))
-    net.load_state_dict({k.removeprefix('module.'): v for k, v in state_dict.items()}, strict=True)
+    net.load_state_dict(state_dict, strict=True)
 
     path, digest = save_weights(state_dict, args.weights_dir, args.name, half=args.half)
     test_opt = test_options(train_opt, rel(path), SHARED_BENCHMARK_ROOT, TEST_SETS, name=f'{args.name}_zoo_test')

@@ -291,4 +291,4 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
 
 def test_publish_model_refuses_training_states(tmp_path):
     with pytest.raises(ValueError, match='training state'):
-        publish_model.generator_weights({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []})
+        publish_model.checkpoint_state_dict({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []})
