@@ -385,23 +385,31 @@ def plot(result, path):
         main = [row for row in result['rows'] if not row.get('change')]  # plain and its conversions: one line
         ax.plot([row['macs'] / 1e9 for row in main], [row['metrics'][set_name]['psnr'] for row in main],
                 color='0.7', zorder=1)
-        for row in result['rows']:
+        for k, row in enumerate(result['rows']):
             x, y = row['macs'] / 1e9, row['metrics'][set_name]['psnr']
             label = 'plain' if row['n_scales'] == 1 else f"n={row['n_scales']}"
             if row.get('change'):
                 label += ', ' + row['change'].replace('network_g.', '').replace('train.', '')
             ax.scatter([x], [y], s=40, zorder=2, marker='D' if row.get('change') else 'o',
+                       color=plt.cm.tab10(k) if len(result['rows']) <= 10 else plt.cm.tab20(k % 20),
                        label=f"{row['type']} ({label})")
-            ax.annotate(label, (x, y), textcoords='offset points', xytext=(5, 5), fontsize=7)
+            if not row.get('change'):  # ablations are told apart by the legend
+                ax.annotate(label, (x, y), textcoords='offset points', xytext=(5, 5), fontsize=9)
         ax.set_title(set_name)
         ax.set_xlabel(f"multiply-adds, G ({result['complexity_input']})")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel('PSNR on Y (dB)')
-    axes[0][-1].legend(fontsize=8, loc='lower right')
+    legend_height = 0.  # inches kept under the panels for the legend
+    if len(result['rows']) > 4:  # many networks: one legend under the panels, two columns
+        legend_height = 0.2 * ((len(result['rows']) + 1) // 2) + 0.2
+        fig.set_size_inches(4.2 * len(sets), 3.6 + legend_height)
+        fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=8, loc='lower center', ncol=2)
+    else:
+        axes[0][-1].legend(fontsize=8, loc='lower right')
     budget = result['budget']
     fig.suptitle(f"{result['study']}: {budget['iterations']} iterations each, batch {budget['batch']}, "
                  f"patch {budget['gt_size']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_height / fig.get_size_inches()[1], 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
