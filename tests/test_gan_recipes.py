@@ -28,8 +28,8 @@ from basicsr.models import build_model
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.options import parse_options
 
-from msconv_plugin import safeguards
-from msconv_plugin.compat import find_vgg_weights
+from msconv_plugin.basicsr_fixes import errors
+from msconv_plugin.basicsr_fixes.vgg import find_vgg_weights
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPES = {  # stage 1, stage 2, the test file of stage 2
@@ -153,7 +153,7 @@ def test_discriminator_judges_the_training_crops(path):
         return
     assert opt['network_d']['type'] == 'VGGStyleDiscriminator'
     assert opt['network_d']['input_size'] == opt['datasets']['train']['gt_size'] == 128
-    safeguards.check_discriminator_input(opt)
+    errors.check_discriminator_input(opt)
 
 
 @pytest.mark.parametrize('recipe', RECIPES)
@@ -327,5 +327,5 @@ def test_test_file_reports_psnr_and_niqe(path, tmp_path, monkeypatch):
 def test_niqe_on_too_small_an_image_says_what_it_needs():
     with pytest.raises(ValueError, match=r'calculate_niqe with crop_border=4 needs two 96x96 blocks: images of at '
                        r'least 104x200 \(or 200x104\) pixels; this output is 104x104'):
-        safeguards.calculate_metric({'img': np.zeros((104, 104, 3), np.uint8)},
+        errors.calculate_metric({'img': np.zeros((104, 104, 3), np.uint8)},
                                     {'type': 'calculate_niqe', 'crop_border': 4})
