@@ -15,8 +15,9 @@ changes how BasicSR trains and tests, so it happens only when asked: the plugin'
 
 Every replacement goes through ``patching.replace``; ``patching.replaced()`` lists what is replaced now.
 """
-from .importing import alias_functional_tensor
+from .importing import alias_functional_tensor, check_basicsr
 
+check_basicsr()
 alias_functional_tensor()  # before anything of BasicSR is imported, below or by the caller
 
 from . import checkpoints, datasets, distributed, errors, mismatch, patching, vgg  # noqa: E402
