@@ -70,6 +70,7 @@ def killed_run(tmp_path_factory):
     return root, opt, yml, states
 
 
+@pytest.mark.slow
 def test_a_kill_while_saving_leaves_no_partial_checkpoint(killed_run):
     _, _, _, states = killed_run
     assert sorted(p.name for p in states.glob('*.state')) == ['5.state']
@@ -78,6 +79,7 @@ def test_a_kill_while_saving_leaves_no_partial_checkpoint(killed_run):
     assert _loads(states / '5.state')
 
 
+@pytest.mark.slow
 def test_auto_resume_continues_from_the_last_complete_state(killed_run):
     root, opt, yml, states = killed_run
     # A truncated newest state, as BasicSR's own saving (in place) leaves it when killed.

@@ -82,6 +82,7 @@ def runs(tmp_path_factory):
     return root, outputs, rank_logs
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_with_gloo(runs):
     root, outputs, rank_logs = runs
     assert sorted(rank_logs) == [0, 1]
@@ -92,6 +93,7 @@ def test_two_cpu_processes_train_with_gloo(runs):
         assert (exp / path).is_file(), path
 
 
+@pytest.mark.slow
 def test_only_rank_0_logs_and_saves(runs):
     root, _, rank_logs = runs
     assert 'INFO' in rank_logs[0] and 'INFO' not in rank_logs[1]
@@ -111,6 +113,7 @@ def test_only_rank_0_writes_checkpoints(rank, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == (['5.state', 'net_g_5.pth'] if rank == 0 else [])
 
 
+@pytest.mark.slow
 def test_ranks_hold_identical_weights(runs):
     root, _, _ = runs
     rank0, rank1 = (torch.load(root / 'dist' / f'rank{rank}.pth') for rank in (0, 1))
@@ -120,6 +123,7 @@ def test_ranks_hold_identical_weights(runs):
         assert torch.equal(rank0[key], rank1[key]) and torch.equal(rank0[key], saved[key]), key
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_steps_of_one(runs):
     root, outputs, _ = runs
     losses = {name: [float(v) for v in LOSS.findall(output)] for name, output in outputs.items()}

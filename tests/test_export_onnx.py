@@ -74,6 +74,7 @@ def test_rrdbnet_x2_check_size_rounded_up(tmp_path):
     assert export_onnx.check(net, path, (23, 17)) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_dynamo_exporter(tmp_path):
     pytest.importorskip('onnxscript', reason='the dynamo-based exporter needs onnxscript (pip install .[onnx])')
     net = build('MS3EDSR-n2')

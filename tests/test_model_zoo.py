@@ -72,6 +72,7 @@ def test_model_zoo_markdown_is_generated_from_the_json():
         assert f.read() == zoo.zoo_markdown(ZOO)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not osp.isdir(SHARED_SET5), reason='../shared/data/benchmark/Set5 is absent')
 @pytest.mark.parametrize('name', sorted(ENTRIES))
 def test_entry_reproduces_its_set5_psnr(name):

@@ -143,6 +143,7 @@ def study_names(tmp_path):
                 os.remove(path)
 
 
+@pytest.mark.slow
 @needs_shared
 def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names):
     """A real (4-iteration) study through the training and test entry points: table, JSON and plot."""
@@ -239,6 +240,7 @@ def test_study_names_missing_training_data(tmp_path):
         compare_quality.main(['--opt', str(path), '--out', str(tmp_path)])
 
 
+@pytest.mark.slow
 @needs_shared
 def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_names):
     opt_path = tiny_plain_options(tmp_path, 'MS3' + study_names)
