@@ -5,27 +5,8 @@
     python scripts/compare_quality.py --opt options/train/SunHays80/train_EDSR_Mx2_SunHays80.yml --n-scales 2 \
         --ablation bilinear:n2:network_g.upsample=bilinear --ablation f46:plain:network_g.num_feat=46
 
-From the plain network's BasicSR training options, each converted network's options are derived by changing only
-``network_g`` (type → its MS³ type, plus ``n_scales`` and ``interaction``) and ``name``: data, iterations, batch,
-patch size, seed, optimizer and schedule are the same by construction. Every network is trained through
-``python -m msconv_plugin.train -opt <options> --auto_resume`` (one subprocess each, so an interrupted study picks
-up where it stopped; a network whose ``net_g_latest.pth`` exists is not trained again), then its weights (the EMA
-only where the run was long enough for it, see ``tested_param_key``) are tested through ``python -m
-msconv_plugin.test`` on Set5, Set14 and BSD68 (``--benchmark-root``; PSNR/SSIM on Y).
-Test data follow the task of the training set: bicubic ×s for super-resolution, the training σ with a fixed seed
-for Gaussian denoising, a fixed kernel and noise per image for synthetic deblurring.
-
-Written to ``--out`` (default ``docs/quality``): ``<study>.json`` (every number, the budget, the commands),
-``<study>.md`` (the table) and ``<study>.png`` (PSNR against multiply-adds, one panel per test set), where
-``<study>`` is the plain network's experiment name.
-
-Ablations (``--ablation TAG:BASE:KEY=VALUE[,...]``, repeatable) add networks derived from the plain one (``BASE``
-``plain``) or from a converted one (``n2``, ``n3``…) with the listed options changed — an operator, an
-initialisation, a learning rate, a narrower plain network of equal multiply-adds — named ``<base name>_<TAG>``; the
-study is then written as ``<study>_ablations.*`` and every row's change is printed with it. Networks already
-trained or tested are reused, so separate invocations (one ablation each, e.g. run side by side) followed by one
-with all of them produce the combined table. Training data must be prepared first (the option file's header
-gives the command); test sets are never trained on.
+What it trains and tests, what it writes and how ablations are named: ``msconv_plugin.study``, the engine this
+script calls.
 """
 import argparse
 import os.path as osp
