@@ -2,10 +2,13 @@
 import msconv_plugin
 import pytest
 
+# The tests run against BasicSR as the plugin's entry points run it. Patched here, before the test modules are
+# collected, because some import BasicSR's functions by name (``from basicsr.data import build_dataset``).
+msconv_plugin.patch_basicsr()
+
 
 @pytest.fixture(autouse=True, scope='session')
 def basicsr_patched():
-    """Run the tests against BasicSR as the plugin's entry points run it: with ``msconv_plugin.patch_basicsr()``."""
-    msconv_plugin.patch_basicsr()
+    """Undo ``msconv_plugin.patch_basicsr()`` when the session ends."""
     yield
     msconv_plugin.unpatch_basicsr()
