@@ -14,27 +14,24 @@ tested through BasicSR's own pipelines, each in a subprocess, exactly as a user 
 """
 import argparse
 import json
-import os
 import os.path as osp
-import re
-import statistics
-import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
 import torch
-import yaml
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.utils import img2tensor, imwrite
 from basicsr.utils.matlab_functions import imresize
-from mmengine.analysis import get_model_complexity_info
-from mmengine.logging import MMLogger
-from skimage import data as skdata
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from .benchmark import interleaved_medians
+from .complexity import MS3_TYPES, count
+from .extras import require
+from .study import run_entry, write_options
+from .zoo import load_weights
+
+skdata = require('skimage.data', 'demo')
 SCALE = 2
 
 # Natural colour photographs that scikit-image ships inside its package (no download). ``cat`` is ``chelsea`` again
@@ -56,7 +53,7 @@ TRAIN = tuple(name for name in PHOTOS if name not in HELDOUT)
 # data loader reads small files instead of decoding a 1411×1411 PNG for every patch.
 TILE_SIZE, TILE_STEP = 192, 96
 
-NETWORKS = ('EDSR', 'MS3EDSR')
+NETWORKS = ('EDSR', MS3_TYPES['EDSR'])
 NUM_FEAT, NUM_BLOCK = 32, 4
 DEFAULT_ITERS, QUICK_ITERS = 2000, 20
 TRAIN_SETTINGS = dict(batch_size=16, gt_size=64, seed=0, lr=5e-4, eta_min=1e-6)
@@ -70,7 +67,7 @@ PANEL_SIZE = CROP_SIZE * ZOOM
 PANELS = ('Bicubic', *NETWORKS, 'GT')
 
 # Lines of BasicSR's log worth echoing as progress; the full log goes to <work_dir>/logs/.
-PROGRESS_LINE = re.compile(r'\[epoch:|# psnr|# ssim|End of training|Testing |Path already exists')
+PROGRESS_LINE = r'\[epoch:|# psnr|# ssim|End of training|Testing |Path already exists'
 
 
 def network_options(name):
@@ -172,68 +169,32 @@ def test_options(name, folders, model_path):
     )
 
 
-def write_options(opt, path):
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    return path
-
-
 def run_pipeline(entry, opt_path, work_dir, log_path, verbose=False):
     """Run ``python -m msconv_plugin.<entry> -opt <opt_path>`` in work_dir and return its wall time in seconds.
 
     BasicSR's whole console output goes to log_path; its progress lines (or everything, if verbose) are echoed.
     """
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    # The subprocess starts in work_dir; make it import this copy of the plugin even where it is not installed.
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, env.get('PYTHONPATH')]))
-    cmd = [sys.executable, '-m', f'msconv_plugin.{entry}', '-opt', opt_path]
-    os.makedirs(osp.dirname(log_path), exist_ok=True)
     start = time.perf_counter()
-    with open(log_path, 'w') as log, subprocess.Popen(
-            cmd, cwd=work_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            log.write(line)
-            if verbose or PROGRESS_LINE.search(line):
-                print('    ' + line.rstrip(), flush=True)
-    if proc.returncode != 0:
-        with open(log_path) as f:
-            tail = ''.join(f.readlines()[-30:])
-        raise RuntimeError(f'{" ".join(cmd)} failed with exit code {proc.returncode}; end of {log_path}:\n{tail}')
+    run_entry(entry, opt_path, log_path, cwd=work_dir, echo='.' if verbose else PROGRESS_LINE)
     return time.perf_counter() - start
 
 
 def complexity(net):
-    """Parameters and multiply-adds at COMPLEXITY_INPUT (mmengine's 'flops' count one per multiply-add)."""
-    # mmengine warns about every operator it does not count (element-wise, pooling, interpolation, pixel shuffle);
-    # the table's footnote says so once instead.
-    mm_logger = MMLogger.get_current_instance()
-    level = mm_logger.level
-    mm_logger.setLevel('ERROR')
-    try:
-        info = get_model_complexity_info(net, input_shape=COMPLEXITY_INPUT, show_table=False, show_arch=False)
-    finally:
-        mm_logger.setLevel(level)
-    return info['params'], info['flops']
+    """Parameters and multiply-adds at COMPLEXITY_INPUT (``msconv_plugin.complexity.count``, as docs/complexity.md)."""
+    return sum(p.numel() for p in net.parameters()), count(net, COMPLEXITY_INPUT)[0]
 
 
 @torch.inference_mode()
 def inference_ms_per_image(nets, lq_images):
     """{name: wall time of a pass over the LR images, per image}: the median of TIMING_REPEATS passes.
 
-    The networks take turns pass by pass, so that a change in the machine's load hits all of them alike.
+    The networks take turns pass by pass (``benchmark.interleaved_medians``), so that a change in the machine's load
+    hits all of them alike.
     """
     tensors = [img2tensor(img.astype(np.float32) / 255.).unsqueeze(0) for img in lq_images]
-    passes = {name: [] for name in nets}
-    for name, net in nets.items():
-        net(tensors[0])  # the first pass pays for one-off allocations
-    for _ in range(TIMING_REPEATS):
-        for name, net in nets.items():
-            start = time.perf_counter()
-            for tensor in tensors:
-                net(tensor)
-            passes[name].append(time.perf_counter() - start)
-    return {name: 1000 * statistics.median(times) / len(tensors) for name, times in passes.items()}
+    passes = {name: (lambda net=net: [net(tensor) for tensor in tensors]) for name, net in nets.items()}
+    medians = interleaved_medians(passes, warmup=1, repeats=TIMING_REPEATS)
+    return {name: 1000 * seconds / len(tensors) for name, seconds in medians.items()}
 
 
 def evaluate(images, gts):
@@ -305,10 +266,10 @@ def markdown_table(rows, iters, lr_sizes):
         f'({heldout}). Both networks: num_feat {NUM_FEAT}, num_block {NUM_BLOCK}, trained from scratch on '
         f'{", ".join(TRAIN)} for {iters} iterations (batch {s["batch_size"]}, HR patch {s["gt_size"]}, '
         f'seed {s["seed"]}, Adam lr {s["lr"]:g} with cosine decay) on the CPU with {torch.get_num_threads()} threads.',
-        'Mult-adds: mmengine get_model_complexity_info, convolutions and linear layers only (element-wise operations, '
-        'pooling, interpolation and pixel shuffle are not counted). Train wall time: the whole '
-        '`python -m msconv_plugin.train` run, start-up and final validation included. Inference: median of '
-        f'{TIMING_REPEATS} passes over the held-out LR images, per image.',
+        'Mult-adds: msconv_plugin.complexity (mmengine FlopAnalyzer, as docs/complexity.md), convolutions and linear '
+        'layers only (element-wise operations, pooling, interpolation and pixel shuffle are not counted). Train wall '
+        'time: the whole `python -m msconv_plugin.train` run, start-up and final validation included. Inference: '
+        f'median of {TIMING_REPEATS} passes over the held-out LR images, per image.',
     ]
     return '\n'.join(lines)
 
@@ -341,7 +302,7 @@ def run_testing(name, folders, model_path, work_dir, verbose):
     visualization = osp.join(work_dir, 'results', opt['name'], 'visualization', 'skimage_heldout')
     sr_images = {img: cv2.imread(osp.join(visualization, f'{img}_{opt["name"]}.png')) for img in HELDOUT}
     net = build_network(opt['network_g'])
-    net.load_state_dict(torch.load(model_path, map_location='cpu', weights_only=True)['params'])
+    load_weights(net, model_path, param_key='params')
     return net.eval(), sr_images
 
 

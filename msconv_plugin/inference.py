@@ -3,9 +3,9 @@
 ``python -m msconv_plugin.inference -i <file or folder> -o <folder> --model <zoo name or .pth> [--opt <options.yml>]
 [--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto]``
 
-- ``--model``: a name of the model zoo (``model_zoo.json`` at the repository root, or ``--zoo``, or the environment
-  variable ``MSCONV_ZOO``; its entries carry the network's options), or the path of any BasicSR checkpoint
-  (``experiments/<name>/models/net_g_*.pth``; ``params_ema`` is preferred to ``params``), which needs the
+- ``--model``: a name of the model zoo (``msconv_plugin/model_zoo.json``, shipped with the package, or ``--zoo``,
+  or the environment variable ``MSCONV_ZOO``; its entries carry the network's options), or the path of any BasicSR
+  checkpoint (``experiments/<name>/models/net_g_*.pth``; ``params_ema`` is preferred to ``params``), which needs the
   BasicSR option file it was trained with (``--opt``: its ``network_g`` and ``scale``).
 - Images are read as they are (8- or 16-bit, grey, BGR or BGRA) and written as PNG of the same depth and channels:
   grey images go through the network as three equal channels and come back grey; the alpha channel is enlarged
@@ -14,177 +14,25 @@
   that large images fit in memory; with a context at least the network's receptive-field radius the result equals
   the untiled one.
 
-The functions that find and build a model (``load_zoo``, ``zoo_entry``, ``build_model``) and ``tile_forward`` are
-reusable from other scripts.
+The functions that find and build a model (``load_zoo``, ``zoo_entry``, ``build_model``) are in
+``msconv_plugin.zoo``; ``tile_forward`` and ``enhance`` here are reusable from other code.
 """
 import argparse
-import json
 import math
 import os
 import os.path as osp
 import statistics
 import time
-import warnings
 
 import cv2
 import numpy as np
 import torch
-import yaml
-from basicsr.archs import build_network
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from .archs.ms3conv import MS3Split
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_ZOO = osp.join(REPO_ROOT, 'model_zoo.json')
-ZOO_ENV = 'MSCONV_ZOO'
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
-# Networks' constructor arguments that give their upscaling factor.
-SCALE_ARGS = ('upscale', 'scale')
-
-
-def resolve_zoo_path(path=None):
-    """The model zoo file: ``path`` if given, else ``$MSCONV_ZOO``, else ``model_zoo.json`` at the repository root."""
-    return osp.abspath(osp.expanduser(path or os.environ.get(ZOO_ENV) or DEFAULT_ZOO))
-
-
-def load_zoo(path=None):
-    """Read the model zoo JSON (see ``resolve_zoo_path``) and return it: a dict with a list ``models``."""
-    path = resolve_zoo_path(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Model zoo file not found: {path} (give another one with --zoo or ${ZOO_ENV}).')
-    with open(path) as f:
-        zoo = json.load(f)
-    if not isinstance(zoo, dict) or not isinstance(zoo.get('models'), list):
-        raise ValueError(f'{path} is not a model zoo: expected {{"models": [...]}}.')
-    return zoo
-
-
-def zoo_entry(name, zoo_path=None):
-    """The zoo entry (a copy) called ``name``, with ``weights_path``: the absolute path of its weight file.
-
-    Raises ``ValueError`` listing the known names when there is none of that name.
-    """
-    path = resolve_zoo_path(zoo_path)
-    models = load_zoo(path)['models']
-    for entry in models:
-        if entry.get('name') == name:
-            entry = dict(entry)
-            for key in ('file', 'network_g'):
-                if key not in entry:
-                    raise ValueError(f'Zoo entry {name!r} of {path} has no {key!r}.')
-            entry['weights_path'] = osp.normpath(osp.join(osp.dirname(path), entry['file']))
-            return entry
-    known = ', '.join(sorted(str(entry.get('name')) for entry in models)) or 'none'
-    raise ValueError(f'Unknown model {name!r}: not a file, nor a name of the model zoo {path}. Known names: {known}.')
-
-
-def network_scale(network_g, scale=None, source='network_g'):
-    """The upscaling factor: ``scale`` if given (checked against ``network_g``), else the network's own, else 1."""
-    own = next((network_g[arg] for arg in SCALE_ARGS if arg in network_g), None)
-    if scale is None:
-        return int(own) if own is not None else 1
-    if own is not None and int(own) != int(scale):
-        raise ValueError(f'{source}: scale {scale} but network_g {network_g.get("type")} upscales by {own}.')
-    return int(scale)
-
-
-def checkpoint_state_dict(checkpoint, param_key=None, source='The checkpoint'):
-    """The network weights held by a loaded BasicSR checkpoint, and the key they came from.
-
-    ``param_key`` if given; else ``params_ema`` is preferred to ``params`` (short runs: the EMA may still hold much
-    of the random initialisation, see ``scripts/compare_quality.py``; then ask for ``params``); a bare state dict is
-    taken as it is (key ``None``). A leading ``module.`` (DataParallel / DistributedDataParallel) is stripped from
-    the keys. ``source`` names the checkpoint in error messages.
-    """
-    keys = ', '.join(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-    if param_key is not None and (not isinstance(checkpoint, dict) or param_key not in checkpoint):
-        raise KeyError(f'{source} has no {param_key!r} (keys: {keys}).')
-    if isinstance(checkpoint, dict):
-        param_key = param_key or next((key for key in ('params_ema', 'params') if key in checkpoint), None)
-    if param_key is not None:
-        state_dict = checkpoint[param_key]
-    elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state_dict = checkpoint
-    else:
-        raise ValueError(f'{source} has neither "params_ema" nor "params" (keys: {keys}); a training state file '
-                         '(experiments/<name>/training_states) holds no network: use experiments/<name>/models/.')
-    return {key.removeprefix('module.'): value for key, value in state_dict.items()}, param_key
-
-
-def load_weights(net, path, param_key=None):
-    """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
-
-    Which weights: see ``checkpoint_state_dict``.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Weight file not found: {path}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    state_dict, param_key = checkpoint_state_dict(checkpoint, param_key, source=path)
-    try:
-        net.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f'The weights of {path} ({param_key or "state dict"}) do not fit the network '
-                           f'{type(net).__name__}: {error}') from error
-    return param_key
-
-
-def read_options(path):
-    """A BasicSR option file's ``network_g`` and ``scale``."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Option file not found: {path}')
-    with open(path) as f:
-        opt = yaml.safe_load(f)
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
-        raise ValueError(f'{path} has no network_g section: is it a BasicSR option file?')
-    return opt['network_g'], opt.get('scale')
-
-
-def is_model_path(model):
-    """Whether ``--model`` names a file rather than a zoo entry."""
-    return osp.exists(model) or model.endswith(('.pth', '.pt')) or os.sep in model or '/' in model
-
-
-def build_model(model, opt=None, zoo_path=None, device='cpu', param_key=None):
-    """Build a network and load its weights; return ``(net, scale, info)``.
-
-    Args:
-        model (str): A name of the model zoo or the path of a BasicSR checkpoint.
-        opt (str | None): BasicSR option file (``network_g``, ``scale``); required with a checkpoint path, ignored
-            with a zoo name.
-        zoo_path (str | None): Model zoo file; see ``resolve_zoo_path``.
-        device (str | torch.device): Where the network goes.
-        param_key (str | None): Weights of a checkpoint to load ('params' or 'params_ema'); see ``load_weights``.
-
-    Returns:
-        tuple: the network (eval mode, on ``device``), its upscaling factor (1 for denoising and deblurring), and
-        ``info``: dict with ``name``, ``source`` ('zoo' or 'checkpoint'), ``weights_path``, ``param_key``,
-        ``network_g``, ``task`` and ``entry`` (the zoo entry, or None).
-    """
-    if is_model_path(model):
-        if not osp.isfile(model):
-            raise FileNotFoundError(f'Model file not found: {model}')
-        if opt is None:
-            raise ValueError(f'{model} is a checkpoint: give the BasicSR option file it was trained with (--opt), '
-                             'which says which network it holds (network_g) and its scale.')
-        network_g, scale = read_options(opt)
-        scale = network_scale(network_g, scale, source=opt)
-        info = dict(name=osp.splitext(osp.basename(model))[0], source='checkpoint', weights_path=osp.abspath(model),
-                    network_g=network_g, task='sr' if scale > 1 else None, entry=None)
-    else:
-        entry = zoo_entry(model, zoo_path)
-        if opt is not None:
-            warnings.warn(f'--opt {opt} is ignored: the zoo entry {model!r} gives the network.')
-        network_g = entry['network_g']
-        scale = network_scale(network_g, entry.get('scale'), source=f'zoo entry {model!r}')
-        if not osp.isfile(entry['weights_path']):
-            raise FileNotFoundError(f'Weight file of zoo entry {model!r} not found: {entry["weights_path"]}')
-        info = dict(name=model, source='zoo', weights_path=entry['weights_path'], network_g=network_g,
-                    task=entry.get('task'), entry=entry)
-    net = build_network(dict(network_g))  # build_network pops 'type' from a deep copy
-    info['param_key'] = load_weights(net, info['weights_path'], param_key)
-    return net.eval().to(device), scale, info
+from .data.data_util import IMG_EXTENSIONS
+from .zoo import ZOO_ENV, build_model
 
 
 def input_multiple(net):
@@ -323,7 +171,7 @@ def parse_args(argv=None):
     parser.add_argument('--tile', type=int, default=0, help='Tile size in input pixels; 0: whole image. Default: 0.')
     parser.add_argument('--tile-pad', type=int, default=10, help='Context around each tile, pixels. Default: 10.')
     parser.add_argument('--zoo', default=None,
-                        help=f'Model zoo file. Default: ${ZOO_ENV}, else model_zoo.json at the repository root.')
+                        help=f'Model zoo file. Default: ${ZOO_ENV}, else the model_zoo.json shipped in the package.')
     parser.add_argument('--suffix', default=None,
                         help="Output names are <stem>_<suffix>.png. Default: the model's name (file stem), or 'out'.")
     parser.add_argument('--device', default='auto', choices=('cpu', 'cuda', 'auto'), help='Default: %(default)s.')

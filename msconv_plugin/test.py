@@ -1,11 +1,12 @@
 # flake8: noqa
 import os.path as osp
 
-import msconv_plugin  # registers the plugin's networks (and applies the BasicSR fixes) first
+import msconv_plugin  # registers the plugin's networks first
 from basicsr.test import test_pipeline
 
 
 def main():
+    msconv_plugin.patch_basicsr()
     test_pipeline(osp.abspath('.'))
 
 

@@ -12,16 +12,14 @@ Run from the repository root:
 """
 import argparse
 import os
-import sys
 from os import path as osp
 
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.archs.carn_arch import CARN, official_carn_to_carn
 
-import msconv_plugin  # noqa: E402,F401  (before anything of BasicSR)
-from msconv_plugin.archs.carn_arch import CARN, official_carn_to_carn  # noqa: E402
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 CARN_M_GROUP = 4
 

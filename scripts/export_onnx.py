@@ -39,13 +39,13 @@ import os.path as osp
 import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+import msconv_plugin  # noqa: F401  (before anything of BasicSR)
 
-import torch  # noqa: E402
-from basicsr.archs import build_network  # noqa: E402
+import torch
+from basicsr.archs import build_network
 
-from msconv_plugin.inference import build_model, input_multiple, load_weights, read_options  # noqa: E402
+from msconv_plugin.inference import input_multiple
+from msconv_plugin.zoo import build_model, load_weights, read_options
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'

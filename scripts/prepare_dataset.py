@@ -34,7 +34,6 @@ import argparse
 import math
 import os
 import shutil
-import sys
 from functools import partial
 from multiprocessing import Pool
 from os import path as osp
@@ -43,13 +42,12 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import msconv_plugin  # noqa: E402,F401  (before BasicSR: makes BasicSR 1.4.2 importable)
-from basicsr.utils import scandir  # noqa: E402
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
-from basicsr.utils.matlab_functions import imresize  # noqa: E402
+import msconv_plugin  # noqa: F401  (before BasicSR: makes BasicSR 1.4.2 importable)
+from basicsr.utils import scandir
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from basicsr.utils.matlab_functions import imresize
 
-from msconv_plugin.data.data_util import IMG_EXTENSIONS  # noqa: E402
+from msconv_plugin.data.data_util import IMG_EXTENSIONS
 
 
 def sub_image_positions(length, crop_size, step, thresh_size):

@@ -1,4 +1,4 @@
-"""Bad input gives a clear message or a correct result (``msconv_plugin.safeguards``, ``msconv_plugin.data.image_io``).
+"""Bad input gives a clear message or a correct result (``msconv_plugin.basicsr_fixes``, ``data.image_io``).
 
 One test (or one parametrised test) per case: (a) tiny and odd image sizes, (b) grayscale, RGBA and 16-bit images,
 (c) an empty dataset folder, (d) a corrupt image file, (e) a checkpoint of other MS³ options, (f) a loss that stops

@@ -3,9 +3,12 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_benchmark_speed_writes_documented_json(tmp_path):
     """Structure only: the suite checks that the benchmark runs and reports what docs/benchmarks.md documents."""
     out = tmp_path / 'bench.json'

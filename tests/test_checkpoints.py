@@ -1,5 +1,5 @@
-"""Crash-safe checkpoints: atomic saves (``msconv_plugin.safeguards``) and resuming past unreadable training states
-(``msconv_plugin.compat.load_resume_state``)."""
+"""Crash-safe checkpoints (``msconv_plugin.basicsr_fixes.checkpoints``): atomic saves and resuming past unreadable
+training states."""
 import os
 import re
 import signal
@@ -19,7 +19,7 @@ from basicsr.models import build_model
 from basicsr.utils import make_exp_dirs
 from basicsr.utils.options import parse_options
 
-from msconv_plugin import safeguards
+from msconv_plugin.basicsr_fixes import checkpoints
 from tests.test_train_pipeline import TINY_YML, _dump_yml, _load_yml, _write_pairs
 
 REPO = __file__.rsplit('/tests/', 1)[0]
@@ -70,6 +70,7 @@ def killed_run(tmp_path_factory):
     return root, opt, yml, states
 
 
+@pytest.mark.slow
 def test_a_kill_while_saving_leaves_no_partial_checkpoint(killed_run):
     _, _, _, states = killed_run
     assert sorted(p.name for p in states.glob('*.state')) == ['5.state']
@@ -78,6 +79,7 @@ def test_a_kill_while_saving_leaves_no_partial_checkpoint(killed_run):
     assert _loads(states / '5.state')
 
 
+@pytest.mark.slow
 def test_auto_resume_continues_from_the_last_complete_state(killed_run):
     root, opt, yml, states = killed_run
     # A truncated newest state, as BasicSR's own saving (in place) leaves it when killed.
@@ -104,7 +106,7 @@ def test_auto_resume_continues_from_the_last_complete_state(killed_run):
 
 def test_save_checkpoint_replaces_the_file_only_when_complete(tmp_path, monkeypatch):
     path = tmp_path / 'net_g_5.pth'
-    assert safeguards.save_checkpoint({'params': {'w': torch.ones(2)}}, str(path))
+    assert checkpoints.save_checkpoint({'params': {'w': torch.ones(2)}}, str(path))
     save = torch.save
 
     def fail_half_way(obj, f):
@@ -113,7 +115,7 @@ def test_save_checkpoint_replaces_the_file_only_when_complete(tmp_path, monkeypa
         raise OSError(28, 'No space left on device')
 
     monkeypatch.setattr(torch, 'save', fail_half_way)
-    assert not safeguards.save_checkpoint({'params': {'w': torch.zeros(2)}}, str(path), retries=2)
+    assert not checkpoints.save_checkpoint({'params': {'w': torch.zeros(2)}}, str(path), retries=2)
     assert torch.equal(torch.load(path)['params']['w'], torch.ones(2))  # the previous checkpoint is intact
     assert os.listdir(tmp_path) == ['net_g_5.pth']
 

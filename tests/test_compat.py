@@ -1,4 +1,5 @@
-"""Each fix of ``msconv_plugin.compat`` next to the BasicSR 1.4.2 failure it exists for."""
+"""Fixes of ``msconv_plugin.basicsr_fixes`` (importing, checkpoints) next to the BasicSR 1.4.2 failure they exist
+for."""
 import importlib.util
 import os.path as osp
 import subprocess
@@ -38,7 +39,8 @@ def test_basicsr_alone_fails_to_import():
     """Why fix 1 exists: BasicSR 1.4.2 imports a module that torchvision >= 0.17 no longer has."""
     proc = _python('import basicsr')
     if proc.returncode == 0:
-        pytest.skip('this BasicSR/torchvision pair imports without the plugin: compat fix 1 is no longer needed')
+        pytest.skip('this BasicSR/torchvision pair imports without the plugin: basicsr_fixes.importing is no longer '
+                    'needed')
     assert "ModuleNotFoundError: No module named 'torchvision.transforms.functional_tensor'" in proc.stderr
 
 
@@ -97,7 +99,7 @@ def _assert_resumable(opt, state):
 
 
 def test_load_resume_state_is_the_plugins():
-    assert basicsr.train.load_resume_state is msconv_plugin.compat.load_resume_state
+    assert basicsr.train.load_resume_state is msconv_plugin.basicsr_fixes.checkpoints.load_resume_state
 
 
 def test_auto_resume_loads_a_basicsr_training_state_without_gpu(saved_training_state, no_gpu):
@@ -124,4 +126,5 @@ def test_shipped_load_resume_state_needs_a_gpu(saved_training_state, no_gpu):
     except RuntimeError as error:
         assert 'current_device' in str(error)
     else:
-        pytest.skip("BasicSR's own load_resume_state now works without a GPU: compat fix 2 is no longer needed")
+        pytest.skip("BasicSR's own load_resume_state now works without a GPU: its replacement in "
+                    "basicsr_fixes.checkpoints is no longer needed")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from msconv_plugin.demo import HELDOUT, LABEL_HEIGHT, PANEL_GAP, PANEL_SIZE, PANELS
 
@@ -15,6 +16,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TABLE_ROW = re.compile(r'^\| (EDSR|MS3EDSR) \|(.*)\|$', re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_quick_demo_trains_tests_and_reports(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')])))
     proc = subprocess.run([sys.executable, '-m', 'msconv_plugin.demo', '--quick'],

@@ -17,7 +17,7 @@ import torch
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
 from basicsr.utils.dist_util import get_dist_info
 
-from msconv_plugin import compat
+from msconv_plugin.basicsr_fixes import distributed
 from tests.test_train_pipeline import TINY_YML, _dump_yml, _load_yml, _write_pairs
 
 REPO = __file__.rsplit('/tests/', 1)[0]
@@ -82,6 +82,7 @@ def runs(tmp_path_factory):
     return root, outputs, rank_logs
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_with_gloo(runs):
     root, outputs, rank_logs = runs
     assert sorted(rank_logs) == [0, 1]
@@ -92,6 +93,7 @@ def test_two_cpu_processes_train_with_gloo(runs):
         assert (exp / path).is_file(), path
 
 
+@pytest.mark.slow
 def test_only_rank_0_logs_and_saves(runs):
     root, _, rank_logs = runs
     assert 'INFO' in rank_logs[0] and 'INFO' not in rank_logs[1]
@@ -111,6 +113,7 @@ def test_only_rank_0_writes_checkpoints(rank, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == (['5.state', 'net_g_5.pth'] if rank == 0 else [])
 
 
+@pytest.mark.slow
 def test_ranks_hold_identical_weights(runs):
     root, _, _ = runs
     rank0, rank1 = (torch.load(root / 'dist' / f'rank{rank}.pth') for rank in (0, 1))
@@ -120,6 +123,7 @@ def test_ranks_hold_identical_weights(runs):
         assert torch.equal(rank0[key], rank1[key]) and torch.equal(rank0[key], saved[key]), key
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_steps_of_one(runs):
     root, outputs, _ = runs
     losses = {name: [float(v) for v in LOSS.findall(output)] for name, output in outputs.items()}
@@ -152,7 +156,7 @@ def test_slurm_launcher_initialises_gloo_without_gpu(no_gpu, monkeypatch, tmp_pa
         monkeypatch.setenv(name, value)
     for name in ('MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK'):
         monkeypatch.delenv(name, raising=False)
-    compat.init_dist('slurm', backend='nccl', port=_free_port())  # dist_params of a GPU option file
+    distributed.init_dist('slurm', backend='nccl', port=_free_port())  # dist_params of a GPU option file
     assert 'replaced by gloo' in capsys.readouterr().out
     assert torch.distributed.get_backend() == 'gloo' and get_dist_info() == (0, 1)
 
@@ -165,7 +169,7 @@ def test_pytorch_launcher_without_gpu_needs_no_cuda(no_gpu, monkeypatch):
     for name, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
                             MASTER_PORT=str(_free_port())).items():
         monkeypatch.setenv(name, value)
-    compat.init_dist('pytorch')
+    distributed.init_dist('pytorch')
     assert torch.distributed.get_backend() == 'gloo' and get_dist_info() == (0, 1)
 
 
@@ -173,4 +177,4 @@ def test_init_dist_is_the_plugins():
     import basicsr.utils.dist_util
     import basicsr.utils.options
 
-    assert basicsr.utils.options.init_dist is basicsr.utils.dist_util.init_dist is compat.init_dist
+    assert basicsr.utils.options.init_dist is basicsr.utils.dist_util.init_dist is distributed.init_dist

@@ -1,11 +1,12 @@
 """scripts/export_onnx.py: tiny networks exported once, run by ONNX Runtime at other (odd) sizes and batches."""
-import importlib.util
 import json
 from os import path as osp
 
 import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
+
+from tests.scripts import load_script as load_script_named
 
 onnx = pytest.importorskip('onnx', reason='ONNX export tests need onnx (pip install .[onnx])')
 pytest.importorskip('onnxruntime', reason='ONNX export tests need onnxruntime (pip install .[onnx])')
@@ -24,10 +25,7 @@ TOLERANCE = 1e-4
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('export_onnx', osp.join(REPO_ROOT, 'scripts', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_named('export_onnx')
 
 
 export_onnx = load_script()
@@ -76,6 +74,7 @@ def test_rrdbnet_x2_check_size_rounded_up(tmp_path):
     assert export_onnx.check(net, path, (23, 17)) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_dynamo_exporter(tmp_path):
     pytest.importorskip('onnxscript', reason='the dynamo-based exporter needs onnxscript (pip install .[onnx])')
     net = build('MS3EDSR-n2')

@@ -28,8 +28,8 @@ from basicsr.models import build_model
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.options import parse_options
 
-from msconv_plugin import safeguards
-from msconv_plugin.compat import find_vgg_weights
+from msconv_plugin.basicsr_fixes import errors
+from msconv_plugin.basicsr_fixes.vgg import find_vgg_weights
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPES = {  # stage 1, stage 2, the test file of stage 2
@@ -153,7 +153,7 @@ def test_discriminator_judges_the_training_crops(path):
         return
     assert opt['network_d']['type'] == 'VGGStyleDiscriminator'
     assert opt['network_d']['input_size'] == opt['datasets']['train']['gt_size'] == 128
-    safeguards.check_discriminator_input(opt)
+    errors.check_discriminator_input(opt)
 
 
 @pytest.mark.parametrize('recipe', RECIPES)
@@ -176,6 +176,7 @@ def test_stages_fit_together(recipe):
 # Real runs of stage 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('recipe', RECIPES)
 def test_stage2_trains_from_stage1_and_resumes(recipe, workspace, tmp_path):
     """SRGAN takes the VGG19 file from MSCONV_VGG19_PATH, ESRGAN from perceptual_opt.vgg_weights."""
@@ -207,6 +208,7 @@ def test_stage2_trains_from_stage1_and_resumes(recipe, workspace, tmp_path):
     assert (states / '3.state').is_file()
 
 
+@pytest.mark.slow
 def test_without_the_vgg19_file_training_stops_before_the_first_iteration(workspace, tmp_path):
     opt = _stage2_tiny('SRGAN', workspace)
     checkpoint = workspace['root'] / 'stage1' / 'net_g_latest.pth'  # outside the working directory
@@ -244,6 +246,7 @@ def _parse(opt, tmp_path, monkeypatch, is_train=True):
     return parsed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('recipe', RECIPES)
 def test_generator_starts_as_the_stage1_checkpoint(recipe, at_workspace, tmp_path, monkeypatch):
     checkpoint = _stage1_checkpoint(recipe, at_workspace['root'])
@@ -300,6 +303,7 @@ def test_vgg_weights_are_looked_for_in_order(tmp_path, monkeypatch):
 # The test files: PSNR and NIQE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', GAN_TEST_FILES, ids=lambda p: osp.relpath(p, REPO))
 def test_test_file_reports_psnr_and_niqe(path, tmp_path, monkeypatch):
     opt = _load_yml(path)
@@ -327,5 +331,5 @@ def test_test_file_reports_psnr_and_niqe(path, tmp_path, monkeypatch):
 def test_niqe_on_too_small_an_image_says_what_it_needs():
     with pytest.raises(ValueError, match=r'calculate_niqe with crop_border=4 needs two 96x96 blocks: images of at '
                        r'least 104x200 \(or 200x104\) pixels; this output is 104x104'):
-        safeguards.calculate_metric({'img': np.zeros((104, 104, 3), np.uint8)},
+        errors.calculate_metric({'img': np.zeros((104, 104, 3), np.uint8)},
                                     {'type': 'calculate_niqe', 'crop_border': 4})

@@ -10,7 +10,8 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from msconv_plugin.inference import build_model, main, tile_alignment, tile_forward, zoo_entry
+from msconv_plugin.inference import main, tile_alignment, tile_forward
+from msconv_plugin.zoo import build_model, zoo_entry
 
 SCALE = 2
 TINY_NETS = {

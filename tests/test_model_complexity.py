@@ -33,3 +33,20 @@ def test_model_complexity_json(tmp_path):
     plain = next(r for r in rows if r['network'] == 'MSRResNet' and r['config'] == 'plain')
     assert plain['macs'] == expected
     assert 'aten::avg_pool2d' in next(r for r in rows if r['config'] == 'n=2 adjacent whole')['uncounted_ops']
+
+
+def test_demo_and_docs_count_the_same_multiply_adds():
+    """One counter: the demo's table gives, for a network of docs/complexity.md (MS3EDSR-M ×2 n=2, 128×128 input),
+    the multiply-adds that table gives."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from msconv_plugin import complexity, demo
+
+    _, ms3_type, kwargs, scale_key, _ = complexity.NETWORKS['EDSR-M']
+    kwargs = dict(kwargs, **{scale_key: 2}, n_scales=2, interaction='adjacent', scope='trunk')
+    assert demo.COMPLEXITY_INPUT == (3, 128, 128)
+    params, macs = demo.complexity(ARCH_REGISTRY.get(ms3_type)(**kwargs).eval())
+    assert (params, macs) == tuple(complexity.measure(ms3_type, kwargs, 128)[key] for key in ('params', 'macs'))
+    with open(osp.join(REPO, 'docs', 'complexity.md')) as f:
+        section = f.read().split('### EDSR-M ×2 (128×128 LR input)')[1].split('###')[0]
+    assert f'| MS3EDSR n=2 adjacent trunk | {params / 1e6:.3f} M | 78.4% | {macs / 1e9:.2f} G |' in section

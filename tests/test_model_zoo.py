@@ -2,19 +2,17 @@
 import hashlib
 import json
 import os.path as osp
-import sys
 
 import pytest
 import torch
 import yaml
 from basicsr.archs import build_network
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'scripts'))
-import compare_quality  # noqa: E402
-import publish_model  # noqa: E402
+from msconv_plugin import study, zoo
 
-ZOO_PATH = osp.join(REPO, 'model_zoo.json')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+ZOO_PATH = zoo.DEFAULT_ZOO  # shipped in the package
 ZOO = json.load(open(ZOO_PATH))
 ENTRIES = {entry['name']: entry for entry in ZOO['models']}
 SHARED_SET5 = osp.join(REPO, '..', 'shared', 'data', 'benchmark', 'Set5')
@@ -44,13 +42,13 @@ def test_zoo_holds_every_pair_with_the_same_budget():
 
 
 def test_weights_fit_in_the_repository():
-    assert sum(osp.getsize(osp.join(REPO, e['file'])) for e in ENTRIES.values()) < 30e6
+    assert sum(osp.getsize(osp.join(osp.dirname(ZOO_PATH), e['file'])) for e in ENTRIES.values()) < 30e6
 
 
 @pytest.mark.parametrize('name', sorted(ENTRIES))
 def test_entry_file_checksum_and_strict_load(name):
     entry = ENTRIES[name]
-    path = osp.join(REPO, entry['file'])
+    path = osp.join(osp.dirname(ZOO_PATH), entry['file'])
     assert osp.isfile(path), path
     digest = hashlib.sha256(open(path, 'rb').read()).hexdigest()
     assert digest == entry['sha256']
@@ -61,18 +59,20 @@ def test_entry_file_checksum_and_strict_load(name):
     net.load_state_dict(params, strict=True)
     assert entry['params'] == sum(p.numel() for p in net.parameters())
     # The card's multiply-adds are the network's at the stated input.
-    assert entry['macs'] == compare_quality.complexity_of(dict(network_g=entry['network_g']))['macs']
+    assert entry['macs'] == study.complexity_of(dict(network_g=entry['network_g']))['macs']
     # Its test option file points at this very file and network.
     test_opt = yaml.safe_load(open(osp.join(REPO, entry['test_options'])))
-    assert test_opt['path']['pretrain_network_g'] == entry['file'] and test_opt['network_g'] == entry['network_g']
+    assert osp.samefile(osp.join(REPO, test_opt['path']['pretrain_network_g']), path)  # run from the repository
+    assert test_opt['network_g'] == entry['network_g']
     assert test_opt['path']['strict_load_g'] is True and test_opt['path']['param_key_g'] == 'params'
 
 
 def test_model_zoo_markdown_is_generated_from_the_json():
     with open(osp.join(REPO, 'docs', 'model_zoo.md')) as f:
-        assert f.read() == publish_model.zoo_markdown(ZOO)
+        assert f.read() == zoo.zoo_markdown(ZOO)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not osp.isdir(SHARED_SET5), reason='../shared/data/benchmark/Set5 is absent')
 @pytest.mark.parametrize('name', sorted(ENTRIES))
 def test_entry_reproduces_its_set5_psnr(name):
@@ -80,6 +80,6 @@ def test_entry_reproduces_its_set5_psnr(name):
     entry = ENTRIES[name]
     test_opt = yaml.safe_load(open(osp.join(REPO, entry['test_options'])))
     test_opt['name'] = f'{name}_zoo_check'
-    set5 = publish_model.run_test(test_opt, f'{name}_check', ['Set5'])['Set5']
+    set5 = zoo.run_test(test_opt, f'{name}_check', ['Set5'])['Set5']
     assert abs(set5['psnr'] - entry['metrics']['Set5']['psnr']) <= SET5_TOLERANCE_DB
     assert abs(set5['ssim'] - entry['metrics']['Set5']['ssim']) <= 1e-3

@@ -207,6 +207,7 @@ def test_ms3_files_are_their_plain_files_with_ms3_convolutions(path):
     assert ms3 == plain
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', OPTION_FILES, ids=_relative)
 def test_option_file_runs(path, workspace, monkeypatch, tmp_path):
     monkeypatch.chdir(workspace.work)
@@ -243,6 +244,7 @@ def test_option_file_runs(path, workspace, monkeypatch, tmp_path):
                 assert len(saved) == len(dataset)  # one result per sample, none overwritten
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [p for p in TRAIN_FILES if COMMENTED_LMDB.search(open(p).read())], ids=_relative)
 def test_lmdb_switch(path, workspace, monkeypatch, tmp_path):
     """The commented lmdb paths are what scripts/prepare_dataset.py writes, and docs/tasks.md's one-line switch

@@ -7,7 +7,6 @@ import os
 import os.path as osp
 import re
 import shutil
-import sys
 
 import cv2
 import pytest
@@ -15,10 +14,12 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
+from msconv_plugin import study, zoo
+from tests.scripts import load_script
+
+compare_quality = load_script('compare_quality')
+publish_model = load_script('publish_model')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'scripts'))
-import compare_quality  # noqa: E402
-import publish_model  # noqa: E402
 
 SHARED = osp.join(REPO, '..', 'shared', 'data')
 needs_shared = pytest.mark.skipif(not osp.isdir(SHARED), reason='../shared (Set5/Set14/BSD68, SunHays80) is absent')
@@ -36,16 +37,16 @@ def without(opt, *keys):
 
 @pytest.mark.parametrize('path', PLAIN_FILES, ids=osp.basename)
 def test_derived_options_change_network_and_name_only(path):
-    plain = compare_quality.load_options(path)
+    plain = study.load_options(path)
     for n_scales in (2, 3):
-        derived = compare_quality.derive_options(plain, n_scales)
+        derived = study.derive_options(plain, n_scales)
         assert without(derived, 'network_g', 'name') == without(plain, 'network_g', 'name')
         net, plain_net = derived['network_g'], plain['network_g']
-        assert net.pop('type') == compare_quality.MS3_TYPES[plain_net['type']]
+        assert net.pop('type') == study.MS3_TYPES[plain_net['type']]
         assert (net.pop('n_scales'), net.pop('interaction')) == (n_scales, 'adjacent')
         assert net == without(plain_net, 'type')
         assert derived['name'] != plain['name'] and derived['name'].endswith(f'_n{n_scales}')
-    assert plain == compare_quality.load_options(path)  # the plain options are left as they were
+    assert plain == study.load_options(path)  # the plain options are left as they were
 
 
 def test_committed_converted_options_are_the_derived_ones():
@@ -55,35 +56,35 @@ def test_committed_converted_options_are_the_derived_ones():
     for path in converted:
         stem = osp.basename(path)[len('train_MS3'):-len('.yml')]
         n_scales = 3 if stem.endswith('_n3') else 2
-        plain = compare_quality.load_options(osp.join(STUDY_OPTIONS, f"train_{stem.removesuffix('_n3')}.yml"))
-        assert compare_quality.load_options(path) == compare_quality.derive_options(plain, n_scales), path
+        plain = study.load_options(osp.join(STUDY_OPTIONS, f"train_{stem.removesuffix('_n3')}.yml"))
+        assert study.load_options(path) == study.derive_options(plain, n_scales), path
 
 
 def test_derive_options_rejects_unknown_networks():
     opt = dict(name='SwinIR_x2', network_g=dict(type='SwinIR'))
     with pytest.raises(ValueError, match='No MS³ conversion'):
-        compare_quality.derive_options(opt, 2)
+        study.derive_options(opt, 2)
     with pytest.raises(ValueError, match='must start with its network type'):
-        compare_quality.derive_options(dict(name='my_edsr', network_g=dict(type='EDSR')), 2)
+        study.derive_options(dict(name='my_edsr', network_g=dict(type='EDSR')), 2)
 
 
 def test_test_options_follow_the_training_degradation():
     root = '/data/benchmark'
-    sr = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx4_SunHays80.yml'))
-    opt = compare_quality.test_options(sr, 'model.pth', root)
+    sr = study.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx4_SunHays80.yml'))
+    opt = study.test_options(sr, 'model.pth', root)
     assert [d['name'] for d in opt['datasets'].values()] == ['Set5', 'Set14', 'BSD68']
     assert {d['type'] for d in opt['datasets'].values()} == {'BicubicSRDataset'}
     assert opt['val']['metrics']['psnr'] == dict(type='calculate_psnr', crop_border=4, test_y_channel=True)
     # 1,500 iterations of EMA 0.999 still hold 0.999**1500 = 22% of the random initialisation: the raw weights.
     assert opt['path'] == dict(pretrain_network_g='model.pth', param_key_g='params', strict_load_g=True)
 
-    noise = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_denoise_sigma25_SunHays80.yml'))
-    test_set = compare_quality.test_options(noise, 'm.pth', root)['datasets']['test_3']
+    noise = study.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_denoise_sigma25_SunHays80.yml'))
+    test_set = study.test_options(noise, 'm.pth', root)['datasets']['test_3']
     assert test_set == dict(type='GaussianNoiseDataset', sigma=25, name='BSD68', dataroot_gt=osp.join(root, 'BSD68'),
                             io_backend=dict(type='disk'), seed=0)
 
-    blur = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_deblur_synthetic_SunHays80.yml'))
-    test_set = compare_quality.test_options(blur, 'm.pth', root)['datasets']['test_1']
+    blur = study.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_deblur_synthetic_SunHays80.yml'))
+    test_set = study.test_options(blur, 'm.pth', root)['datasets']['test_1']
     assert test_set['type'] == 'SyntheticBlurDataset' and test_set['seed'] == 0 and test_set['noise_sigma'] == 2.55
     assert 'noise_range' not in test_set and 'gt_size' not in test_set
     assert test_set['kernel_list'] == blur['datasets']['train']['kernel_list']
@@ -93,10 +94,10 @@ def test_tested_weights_are_the_ema_only_once_it_has_forgotten_the_initialisatio
     def opt(decay, iters):
         return dict(train=dict(ema_decay=decay, total_iter=iters))
 
-    assert compare_quality.tested_param_key(opt(0.999, 3000)) == 'params'  # 5% of the initialisation left
-    assert compare_quality.tested_param_key(opt(0.999, 300000)) == 'params_ema'  # BasicSR's recipes
-    assert compare_quality.tested_param_key(opt(0, 300000)) == 'params'  # no EMA kept
-    assert compare_quality.tested_param_key(dict(train=dict(total_iter=10))) == 'params'
+    assert study.tested_param_key(opt(0.999, 3000)) == 'params'  # 5% of the initialisation left
+    assert study.tested_param_key(opt(0.999, 300000)) == 'params_ema'  # BasicSR's recipes
+    assert study.tested_param_key(opt(0, 300000)) == 'params'  # no EMA kept
+    assert study.tested_param_key(dict(train=dict(total_iter=10))) == 'params'
 
 
 def test_parse_metrics_reads_basicsr_test_logs():
@@ -104,7 +105,7 @@ def test_parse_metrics_reads_basicsr_test_logs():
            '\t # ssim: 0.9101\tBest: 0.9101 @ x iter\n\n'
            '2026-11-21 10:00:09,000 INFO: Validation BSD68\n\t # psnr: 29.5\tBest: 29.5 @ x iter\n'
            '\t # ssim: 0.85\tBest: 0.85 @ x iter\n')
-    assert compare_quality.parse_metrics(log) == {'Set5': {'psnr': 33.1234, 'ssim': 0.9101},
+    assert study.parse_metrics(log) == {'Set5': {'psnr': 33.1234, 'ssim': 0.9101},
                                                   'BSD68': {'psnr': 29.5, 'ssim': 0.85}}
 
 
@@ -142,6 +143,7 @@ def study_names(tmp_path):
                 os.remove(path)
 
 
+@pytest.mark.slow
 @needs_shared
 def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names):
     """A real (4-iteration) study through the training and test entry points: table, JSON and plot."""
@@ -207,26 +209,26 @@ def test_study_trains_and_tests_every_network_the_same_way(tmp_path, study_names
      ('x', 'n3', {'train.optim_g.lr': 4e-4, 'network_g.cross_scale_init': 0})),
 ])
 def test_parse_ablation(text, expected):
-    assert compare_quality.parse_ablation(text) == expected
+    assert study.parse_ablation(text) == expected
 
 
 @pytest.mark.parametrize('text', ['bilinear:network_g.upsample=bilinear', 'a b:n2:x=1', 'x:n:x=1', 'x:plain:',
                                   'x:plain:network_g.num_feat'])
 def test_bad_ablations_are_refused(text):
     with pytest.raises(ValueError, match='ablation'):
-        compare_quality.parse_ablation(text)
+        study.parse_ablation(text)
 
 
 def test_ablations_change_only_what_they_name():
-    plain = compare_quality.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx2_SunHays80.yml'))
-    n2 = compare_quality.derive_options(plain, 2)
-    derived = compare_quality.derive_ablation(n2, 'cross0', {'network_g.cross_scale_init': 0})
+    plain = study.load_options(osp.join(STUDY_OPTIONS, 'train_EDSR_Mx2_SunHays80.yml'))
+    n2 = study.derive_options(plain, 2)
+    derived = study.derive_ablation(n2, 'cross0', {'network_g.cross_scale_init': 0})
     assert derived['name'] == n2['name'] + '_cross0' and derived['network_g'].pop('cross_scale_init') == 0
     assert without(derived, 'name') == without(n2, 'name')
     with pytest.raises(KeyError, match='no option'):  # a typo outside network_g is not silently added
-        compare_quality.derive_ablation(plain, 'typo', {'train.optim_g.learning_rate': 1e-3})
+        study.derive_ablation(plain, 'typo', {'train.optim_g.learning_rate': 1e-3})
     with pytest.raises(KeyError, match='no section'):
-        compare_quality.derive_ablation(plain, 'typo', {'trian.optim_g.lr': 1e-3})
+        study.derive_ablation(plain, 'typo', {'trian.optim_g.lr': 1e-3})
 
 
 def test_study_names_missing_training_data(tmp_path):
@@ -238,6 +240,7 @@ def test_study_names_missing_training_data(tmp_path):
         compare_quality.main(['--opt', str(path), '--out', str(tmp_path)])
 
 
+@pytest.mark.slow
 @needs_shared
 def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_names):
     opt_path = tiny_plain_options(tmp_path, 'MS3' + study_names)
@@ -254,7 +257,7 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
             '--test-options-dir', str(dirs['tests'])]
     entry = publish_model.main([str(checkpoint), *args])
 
-    path = osp.join(REPO, entry['file'])
+    path = osp.join(tmp_path, entry['file'])  # the card names the file relative to the zoo index, as zoo_entry reads it
     digest = hashlib.sha256(open(path, 'rb').read()).hexdigest()
     assert re.fullmatch(r'MS3EDSR_tiny-[0-9a-f]{8}\.pth', osp.basename(path))
     assert osp.basename(path) == f'MS3EDSR_tiny-{digest[:8]}.pth' and entry['sha256'] == digest
@@ -275,14 +278,15 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     assert set(card['metrics']) == {'Set5', 'Set14', 'BSD68'}
     assert all(10 < m['psnr'] < 50 and 0 < m['ssim'] <= 1 for m in card['metrics'].values())
     test_opt = yaml.safe_load(open(osp.join(REPO, card['test_options'])))
-    assert test_opt['path']['pretrain_network_g'] == card['file'] and test_opt['path']['param_key_g'] == 'params'
+    assert osp.samefile(osp.join(REPO, test_opt['path']['pretrain_network_g']), path)  # run from the repository
+    assert test_opt['path']['param_key_g'] == 'params'
     md = (tmp_path / 'zoo.md').read_text()
     assert '## MS3EDSR_tiny' in md and digest in md
 
     # Publishing again under the same name (here the EMA weights, by request) replaces the file and the card.
     again = publish_model.main([str(checkpoint), *args, '--param-key', 'params_ema'])
     assert again['sha256'] != digest and again['training']['weights_key'] == 'params_ema'
-    params = torch.load(osp.join(REPO, again['file']), weights_only=True)['params']
+    params = torch.load(osp.join(tmp_path, again['file']), weights_only=True)['params']
     for key, value in params.items():
         torch.testing.assert_close(value.float(), ema[key], atol=2e-3, rtol=1e-3)
     assert [p.name for p in dirs['weights'].iterdir()] == [osp.basename(again['file'])]
@@ -291,4 +295,4 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
 
 def test_publish_model_refuses_training_states(tmp_path):
     with pytest.raises(ValueError, match='training state'):
-        publish_model.checkpoint_state_dict({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []})
+        zoo.checkpoint_state_dict({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []})

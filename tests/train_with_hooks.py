@@ -14,7 +14,7 @@ import time
 
 import torch
 
-import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+import msconv_plugin  # before anything of BasicSR
 import basicsr.train
 from msconv_plugin.train import main
 
@@ -50,6 +50,7 @@ def _keep_models(models):
 if __name__ == '__main__':
     if os.environ.get('MSCONV_TEST_HANG_SAVE'):
         _hang_in_save(os.environ['MSCONV_TEST_HANG_SAVE'])
+    msconv_plugin.patch_basicsr()  # first, so that the hooks wrap the plugin's functions (main's call is a no-op)
     models = []
     _keep_models(models)
     main()

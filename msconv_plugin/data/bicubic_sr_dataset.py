@@ -8,9 +8,8 @@ from os import path as osp
 from torch.utils import data as data
 from torchvision.transforms.functional import normalize
 
+from msconv_plugin.data.data_util import IMG_EXTENSIONS
 from msconv_plugin.data.image_io import imfrombytes
-
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 
 
 def bicubic_downsample(img_gt, scale):

@@ -9,7 +9,7 @@ from basicsr.utils import scandir
 
 from .image_io import imfrombytes
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.pnm', '.tif', '.tiff', '.webp')
 
 # What every file cv2 decodes for us starts with.
 _SIGNATURES = {

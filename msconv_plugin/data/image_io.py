@@ -5,7 +5,7 @@ three equal channels, an alpha channel is dropped, 16-bit images are cut to thei
 not an image give ``AttributeError: 'NoneType' object has no attribute 'astype'``. ``imfrombytes`` here keeps the
 first two (the networks are RGB; an alpha channel is not part of what they restore), reads 16-bit images at full
 precision (divided by 65535 instead of cut to 8 bits), and raises ``UnreadableImageError``. ``msconv_plugin``'s
-datasets use it, and ``msconv_plugin.safeguards`` puts it into BasicSR's ``PairedImageDataset`` and
+datasets use it, and ``msconv_plugin.basicsr_fixes.datasets`` puts it into BasicSR's ``PairedImageDataset`` and
 ``SingleImageDataset``.
 """
 import cv2

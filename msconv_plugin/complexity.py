@@ -1,0 +1,119 @@
+"""Parameters and multiply-adds of the plain networks and their MS³ conversions (mmengine's FLOP counter).
+
+mmengine counts the multiply-accumulates of convolutions and linear layers ("flops" in its API, one per
+multiply-add). It leaves out pooling, interpolation, pixel (un)shuffle, element-wise additions/multiplications and
+activations; each table lists the operators it saw and did not count. ``count`` is the one counter of the project:
+``scripts/model_complexity.py`` (docs/complexity.md), the quality study, the model zoo's cards and the demo use it.
+"""
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from .archs.ms3conv import MS3Conv, ms3conv_num_params
+from .extras import require
+
+# name: plain type, MS³ type, constructor arguments, name of the scale argument, conversion scopes offered
+NETWORKS = {
+    'EDSR-M': ('EDSR', 'MS3EDSR', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16), 'upscale',
+               ('trunk', 'whole')),
+    'EDSR-L': ('EDSR', 'MS3EDSR', dict(num_in_ch=3, num_out_ch=3, num_feat=256, num_block=32, res_scale=0.1),
+               'upscale', ('trunk', 'whole')),
+    'MSRResNet': ('MSRResNet', 'MS3SRResNet', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16), 'upscale',
+                  ('trunk', 'whole')),
+    'RRDBNet': ('RRDBNet', 'MS3RRDBNet', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32),
+                'scale', ('trunk', 'whole')),
+    'CARN': ('CARN', 'MS3CARN', dict(num_in_ch=3, num_out_ch=3, num_feat=64, group=1), 'upscale', (None, )),
+    'CARN-M': ('CARN', 'MS3CARN', dict(num_in_ch=3, num_out_ch=3, num_feat=64, group=4), 'upscale', (None, )),
+}
+# plain network type -> its MS³ conversion (which keeps every argument of the plain one)
+MS3_TYPES = {plain_type: ms3_type for plain_type, ms3_type, *_ in NETWORKS.values()}
+
+
+def s2_parameter_check(model):
+    """Parameters held by the model's S2 layers, counted and from the closed form."""
+    counted = closed_form = 0
+    for layer in model.modules():
+        if isinstance(layer, MS3Conv):
+            conv = layer.same_scale
+            counted += sum(p.numel() for p in layer.parameters())
+            closed_form += ms3conv_num_params(conv.in_channels, conv.out_channels, layer.n_scales, layer.interaction,
+                                              conv.kernel_size[0], conv.bias is not None, conv.groups)
+    return counted, closed_form
+
+
+# mmengine counts one "flop" per output element of an interpolation; these are not multiply-adds, so they are
+# left out like pooling, and listed as seen-but-not-counted.
+NOT_MULTIPLY_ADDS = ('aten::upsample_nearest2d', 'aten::upsample_bilinear2d', 'aten::adaptive_avg_pool2d')
+
+
+def count(model, input_shape):
+    """Multiply-adds of ``model`` on one input of ``input_shape`` (C, H, W), and the operators seen but not counted.
+
+    Returns:
+        tuple: (multiply-adds (int), sorted list of the operators left out).
+    """
+    analysis = require('mmengine.analysis', 'study')
+    seen = set()
+
+    def not_counted(name):
+        return lambda inputs, outputs: seen.add(name) or 0
+
+    with torch.no_grad():
+        analyzer = analysis.FlopAnalyzer(model, torch.rand(1, *input_shape))
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        for name in NOT_MULTIPLY_ADDS:
+            analyzer.set_op_handle(name, not_counted(name))
+        macs = analyzer.total()
+        uncounted = sorted(seen | set(analyzer.unsupported_ops()))
+    return macs, uncounted
+
+
+def measure(net_type, kwargs, size):
+    """Parameters and multiply-adds of the network ``net_type(**kwargs)`` on a ``size``×``size`` RGB input."""
+    model = ARCH_REGISTRY.get(net_type)(**kwargs).eval()
+    macs, uncounted = count(model, (3, size, size))
+    s2_counted, s2_closed_form = s2_parameter_check(model)
+    return dict(
+        params=sum(p.numel() for p in model.parameters()),
+        macs=macs,
+        uncounted_ops=uncounted,
+        s2_params=s2_counted,
+        s2_params_closed_form=s2_closed_form)
+
+
+def rows_for(name, scale, size, n_scales_list, interactions):
+    plain_type, ms3_type, base_kwargs, scale_key, scopes = NETWORKS[name]
+    kwargs = {**base_kwargs, scale_key: scale}
+    plain = measure(plain_type, kwargs, size)
+    rows = [dict(network=name, type=plain_type, scale=scale, config='plain', **plain)]
+    for n_scales in n_scales_list:
+        for interaction in interactions:
+            for scope in scopes:
+                ms3_kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction)
+                config = f'n={n_scales} {interaction}'
+                if scope is not None:
+                    ms3_kwargs['scope'] = scope
+                    config += f' {scope}'
+                row = dict(network=name, type=ms3_type, scale=scale, config=config, kwargs=ms3_kwargs,
+                           **measure(ms3_type, ms3_kwargs, size))
+                row['params_ratio'] = row['params'] / plain['params']
+                row['macs_ratio'] = row['macs'] / plain['macs']
+                rows.append(row)
+    return rows
+
+
+def markdown(rows, size):
+    lines = []
+    for (name, scale) in dict.fromkeys((r['network'], r['scale']) for r in rows):
+        group = [r for r in rows if r['network'] == name and r['scale'] == scale]
+        lines += [
+            f'### {name} ×{scale} ({size}×{size} LR input)', '',
+            '| config | parameters | of plain | multiply-adds | of plain |', '|---|---|---|---|---|'
+        ]
+        for r in group:
+            ratios = ('100%', '100%') if r['config'] == 'plain' else (f"{r['params_ratio']:.1%}",
+                                                                      f"{r['macs_ratio']:.1%}")
+            lines.append(f"| {r['type']} {r['config']} | {r['params'] / 1e6:.3f} M | {ratios[0]} | "
+                         f"{r['macs'] / 1e9:.2f} G | {ratios[1]} |")
+        uncounted = sorted(set(op for r in group for op in r['uncounted_ops']))
+        lines += ['', 'Not counted: ' + ', '.join(f'`{op}`' for op in uncounted), '']
+    return '\n'.join(lines)
