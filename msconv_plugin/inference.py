@@ -23,6 +23,7 @@ import math
 import os
 import os.path as osp
 import statistics
+import sys
 import time
 import warnings
 
@@ -35,6 +36,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .archs.ms3conv import MS3Split
+from .cli import UserError, run
+from .file_safety import check_writable, is_grey_alpha, plan_outputs, upright, verify_sha256, write_image
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_ZOO = osp.join(REPO_ROOT, 'model_zoo.json')
@@ -180,6 +183,8 @@ def build_model(model, opt=None, zoo_path=None, device='cpu', param_key=None):
         scale = network_scale(network_g, entry.get('scale'), source=f'zoo entry {model!r}')
         if not osp.isfile(entry['weights_path']):
             raise FileNotFoundError(f'Weight file of zoo entry {model!r} not found: {entry["weights_path"]}')
+        verify_sha256(entry['weights_path'], entry.get('sha256'),
+                      f'zoo entry {model!r} of {resolve_zoo_path(zoo_path)}')
         info = dict(name=model, source='zoo', weights_path=entry['weights_path'], network_g=network_g,
                     task=entry.get('task'), entry=entry)
     net = build_network(dict(network_g))  # build_network pops 'type' from a deep copy
@@ -255,7 +260,8 @@ def list_images(path):
 
 
 def read_image(path):
-    """``cv2.imread`` unchanged (8- or 16-bit; grey, BGR or BGRA), with a clear error for what it cannot read."""
+    """``cv2.imread`` unchanged (8- or 16-bit; grey, grey+alpha, BGR or BGRA), turned upright as its EXIF
+    orientation says, with a clear error for what it cannot read. Grey+alpha comes as two channels."""
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f'Cannot read image {path}: missing, unreadable or not an image OpenCV can decode.')
@@ -263,21 +269,26 @@ def read_image(path):
         raise ValueError(f'Cannot process image {path}: only 8- and 16-bit images are supported, got {img.dtype}.')
     if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
         raise ValueError(f'Cannot process image {path}: {img.shape[2]} channels (1, 3 or 4 supported).')
-    return img
+    if img.ndim == 3 and img.shape[2] == 4 and is_grey_alpha(path):
+        img = img[..., [0, 3]]
+    return upright(img, path)
 
 
 def enhance(net, img, scale, device='cpu', tile=0, tile_pad=10, progress=False):
     """Run ``net`` on one image as ``read_image`` gives it; return ``(output image, seconds)``.
 
-    The output has the input's depth and channels (grey stays grey, the alpha channel is enlarged bilinearly).
+    The output has the input's depth and channels (grey stays grey, grey+alpha stays grey+alpha, the alpha channel
+    is enlarged bilinearly).
     The time is that of the network (and tiling) alone, CUDA synchronised.
     """
     dtype = img.dtype
     max_value = float(np.iinfo(dtype).max)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    alpha = img[..., -1] if img.ndim == 3 and img.shape[2] in (2, 4) else None
+    if img.ndim == 3 and img.shape[2] == 2:
+        img = img[..., 0]
     gray = img.ndim == 2
-    alpha = img[..., 3] if not gray and img.shape[2] == 4 else None
     bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if gray else img[..., :3]
     rgb = bgr[..., ::-1].astype(np.float32) / max_value
     img_tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).to(device)
@@ -327,6 +338,7 @@ def parse_args(argv=None):
     parser.add_argument('--suffix', default=None,
                         help="Output names are <stem>_<suffix>.png. Default: the model's name (file stem), or 'out'.")
     parser.add_argument('--device', default='auto', choices=('cpu', 'cuda', 'auto'), help='Default: %(default)s.')
+    parser.add_argument('--overwrite', action='store_true', help='Replace existing output files (never an input).')
     args = parser.parse_args(argv)
     if args.tile < 0 or args.tile_pad < 0:
         parser.error('--tile and --tile-pad must be >= 0.')
@@ -347,21 +359,32 @@ def main(argv=None):
     clashes = sorted({out for out in outputs if outputs.count(out) > 1})
     if clashes:
         raise ValueError(f'Several inputs would be written to the same file: {", ".join(clashes)}')
-    os.makedirs(args.output, exist_ok=True)
+    images, outputs = plan_outputs(images, outputs, args.output, suffix, args.overwrite)
+    check_writable(args.output)
     print(f'Model {info["name"]} ({info["network_g"]["type"]}, ×{scale}, {info["param_key"] or "state dict"} of '
           f'{info["weights_path"]}) on {device}; {len(images)} image(s); '
           f'{f"tiles {args.tile}, context {args.tile_pad}" if args.tile else "whole images"}.', flush=True)
 
-    times = []
+    times, unreadable = [], []
     for path, out_path in zip(tqdm(images, desc='Images', unit='img'), outputs):
-        output, seconds = enhance(net, read_image(path), scale, device, args.tile, args.tile_pad, progress=True)
-        if not cv2.imwrite(out_path, output):
-            raise OSError(f'Cannot write {out_path}')
+        try:
+            img = read_image(path)
+        except ValueError as error:  # one bad file does not stop the others
+            print(f'Skipping {path}: {error}', flush=True)
+            unreadable.append(path)
+            continue
+        output, seconds = enhance(net, img, scale, device, args.tile, args.tile_pad, progress=True)
+        write_image(out_path, output)
         times.append(seconds)
-    print(f'Time per image (network and tiling): median {1000 * statistics.median(times):.1f} ms, '
-          f'total {1000 * math.fsum(times):.1f} ms over {len(times)} image(s). Outputs in {args.output}', flush=True)
+    if times:
+        print(f'Time per image (network and tiling): median {1000 * statistics.median(times):.1f} ms, '
+              f'total {1000 * math.fsum(times):.1f} ms over {len(times)} image(s). Outputs in {args.output}',
+              flush=True)
+    if unreadable:
+        raise UserError(f'Cannot read image{"s" if len(unreadable) > 1 else ""} {", ".join(unreadable)} '
+                        f'({len(unreadable)} of {len(images)} skipped, named above; the others were written).')
     return outputs
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -1,13 +1,19 @@
 # flake8: noqa
 import os.path as osp
+import sys
 
 import msconv_plugin  # registers the plugin's networks (and applies the BasicSR fixes) first
+import basicsr.train
 from basicsr.train import train_pipeline
+
+from msconv_plugin.cli import run
+from msconv_plugin.validation import checked_run
 
 
 def main():
-    train_pipeline(osp.abspath('.'))
+    with checked_run(basicsr.train):
+        train_pipeline(osp.abspath('.'))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))
