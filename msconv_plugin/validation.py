@@ -26,6 +26,7 @@ Checks:
    ``path.pretrain_network_*`` exists.
 """
 import contextlib
+import functools
 import inspect
 import math
 import os
@@ -36,6 +37,7 @@ from basicsr.utils import scandir
 
 from msconv_plugin.cli import UserError
 from msconv_plugin.experiment_lock import ExperimentLock
+from msconv_plugin.resume import resume_with_options
 
 MAX_LISTED = 10
 # A number YAML 1.1 leaves as text: an exponent without a decimal point (1e-4), or a number with a unit-free typo.
@@ -294,7 +296,8 @@ def check_options(opt, source=None):
 @contextlib.contextmanager
 def checked_run(pipeline_module):
     """Check the options and lock the run's folder when ``pipeline_module`` (``basicsr.train`` or
-    ``basicsr.test``) parses its option file; undone (and the lock released) when the block ends."""
+    ``basicsr.test``) parses its option file; in training, resume with the option file's learning rate and schedule
+    (``msconv_plugin.resume``). Undone (and the lock released) when the block ends."""
     parse_options = pipeline_module.parse_options
     locks = []
 
@@ -306,10 +309,20 @@ def checked_run(pipeline_module):
             locks.append(ExperimentLock(folder, opt['name']).acquire())
         return opt, args
 
+    def build_model_resuming_with_options(opt):
+        model = build_model(opt)
+        model.resume_training = functools.partial(resume_with_options, model)
+        return model
+
     pipeline_module.parse_options = parse_and_check
+    build_model = getattr(pipeline_module, 'build_model', None)
+    if training := hasattr(pipeline_module, 'train_pipeline'):
+        pipeline_module.build_model = build_model_resuming_with_options
     try:
         yield
     finally:
         pipeline_module.parse_options = parse_options
+        if training:
+            pipeline_module.build_model = build_model
         for lock in locks:
             lock.release()
