@@ -34,6 +34,8 @@ from mmengine.analysis import get_model_complexity_info
 from mmengine.logging import MMLogger
 from skimage import data as skdata
 
+from msconv_plugin.cli import run
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCALE = 2
 
@@ -392,4 +394,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -79,7 +79,8 @@ class ExperimentLock:
     """
 
     def __init__(self, folder, name):
-        self.path = osp.normpath(folder) + '.lock'
+        self.folder = osp.normpath(folder)
+        self.path = self.folder + '.lock'
         self.name = name
         self.owner = None
 
@@ -111,7 +112,7 @@ class ExperimentLock:
         if not is_stale(holder):
             where = 'this machine' if holder['host'] == self.owner['host'] else f'host {holder["host"]}'
             raise UserError(
-                f'Another run (pid {holder["pid"]} on {where}) is writing to {osp.dirname(self.path)} of experiment '
+                f'Another run (pid {holder["pid"]} on {where}) is writing to {self.folder} of experiment '
                 f'{self.name!r}. Wait for it to finish, or give this run another name (name: in the option file). '
                 f'If no such run is active, delete {self.path}.')
         print(f'Taking over {self.path}, left by a run that has ended ({holder}).', flush=True)

@@ -87,9 +87,9 @@ def write_image(path, img):
 def plan_outputs(images, outputs, output_folder, suffix, overwrite=False):
     """Which inputs to run and where to write them, so that no file of the user's is lost.
 
-    1. Inputs read from a folder that is also the output folder and named ``*_<suffix>.png`` are outputs of an
-       earlier run: skipped, with a line each (running them again would enlarge them again).
-    2. An output that is one of the inputs is refused, ``--overwrite`` or not.
+    1. Inputs in the output folder named ``*_<suffix>.png`` are outputs of an earlier run: skipped, with a line
+       each (running them again would enlarge them again).
+    2. An output that is one of the inputs (also through a link) is refused, ``--overwrite`` or not.
     3. An output that already exists is refused unless ``overwrite``.
 
     Args:
@@ -109,7 +109,10 @@ def plan_outputs(images, outputs, output_folder, suffix, overwrite=False):
             print(f'Skipping {image}: an output of an earlier run (*_{suffix}.png in the output folder).', flush=True)
         else:
             kept.append((image, output))
-    inputs = {osp.realpath(image) for image in images}
+    if not kept:
+        raise UserError(f'Nothing to do: every input is an output of an earlier run (*_{suffix}.png in the output '
+                        'folder). Give other inputs, or another --suffix.')
+    inputs = {osp.realpath(image) for image, _ in kept}
     onto_inputs = [output for _, output in kept if osp.realpath(output) in inputs]
     if onto_inputs:
         raise UserError(f'The output {onto_inputs[0]} would replace an input image'

@@ -309,6 +309,7 @@ def enhance(net, img, scale, device='cpu', tile=0, tile_pad=10, progress=False):
         output = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)
     output = (output * max_value).round().astype(dtype)
     if alpha is not None:
+        output = output[..., None] if gray else output
         h, w = output.shape[:2]
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR) if alpha.shape != (h, w) else alpha
         output = np.concatenate([output, alpha[..., None]], axis=2)

@@ -43,6 +43,7 @@ import yaml
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+from msconv_plugin.cli import run  # noqa: E402
 
 from model_complexity import measure  # noqa: E402
 
@@ -452,4 +453,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

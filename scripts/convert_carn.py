@@ -21,6 +21,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import msconv_plugin  # noqa: E402,F401  (before anything of BasicSR)
+from msconv_plugin.cli import run  # noqa: E402
 from msconv_plugin.archs.carn_arch import CARN, official_carn_to_carn  # noqa: E402
 
 CARN_M_GROUP = 4
@@ -64,4 +65,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

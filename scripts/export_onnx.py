@@ -41,6 +41,7 @@ import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+from msconv_plugin.cli import run  # noqa: E402
 
 import torch  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
@@ -203,4 +204,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(main))

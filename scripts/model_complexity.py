@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+from msconv_plugin.cli import run  # noqa: E402
 
 import torch  # noqa: E402
 from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
@@ -139,4 +140,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

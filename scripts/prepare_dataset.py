@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: E402,F401  (before BasicSR: makes BasicSR 1.4.2 importable)
+from msconv_plugin.cli import run  # noqa: E402
 from basicsr.utils import scandir  # noqa: E402
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402
@@ -265,4 +266,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msconv_plugin  # noqa: F401, E402  (before anything of BasicSR)
+from msconv_plugin.cli import run  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
 from msconv_plugin.inference import checkpoint_state_dict  # noqa: E402
 
@@ -276,4 +277,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))
