@@ -38,6 +38,7 @@ from tqdm import tqdm
 from .archs.ms3conv import MS3Split
 from .cli import UserError, run
 from .file_safety import check_writable, is_grey_alpha, plan_outputs, upright, verify_sha256, write_image
+from .safeguards import describe_mismatch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_ZOO = osp.join(REPO_ROOT, 'model_zoo.json')
@@ -116,6 +117,10 @@ def checkpoint_state_dict(checkpoint, param_key=None, source='The checkpoint'):
     return {key.removeprefix('module.'): value for key, value in state_dict.items()}, param_key
 
 
+class WeightsMismatchError(UserError, RuntimeError):
+    """A checkpoint that does not fit the network (a user's mistake: the wrong file or options)."""
+
+
 def load_weights(net, path, param_key=None):
     """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
 
@@ -128,8 +133,10 @@ def load_weights(net, path, param_key=None):
     try:
         net.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise RuntimeError(f'The weights of {path} ({param_key or "state dict"}) do not fit the network '
-                           f'{type(net).__name__}: {error}') from error
+        summary = describe_mismatch(net, state_dict, path, param_key)  # torch lists every parameter name
+        details = '\n'.join(summary.split('\n')[1:]) if summary else str(error)
+        raise WeightsMismatchError(f'The weights of {path} ({param_key or "state dict"}) do not fit the network '
+                                   f'{type(net).__name__}:\n{details}') from None
     return param_key
 
 

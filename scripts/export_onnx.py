@@ -91,7 +91,9 @@ def export(net, path, opset=None, example_size=DEFAULT_SIZE, exporter='torchscri
         raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}.')
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     net = net.eval().float().cpu()
-    example = torch.rand(1, num_in_ch, *example_size)
+    # A batch of 2: torch.export specialises a dimension whose example size is 0 or 1, which would give the dynamo
+    # graph's output a fixed batch of 1.
+    example = torch.rand(2 if exporter == 'dynamo' else 1, num_in_ch, *example_size)
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     if exporter == 'dynamo':
         if 'dynamo' not in inspect.signature(torch.onnx.export).parameters:

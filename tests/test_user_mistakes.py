@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from basicsr.archs import build_network
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
 import msconv_plugin.train
@@ -360,6 +361,19 @@ def test_a_damaged_zoo_file_is_refused(tmp_path, zoo):  # noqa: F811
                              '--zoo', zoo, '-o', str(tmp_path / 'x.onnx')], capture_output=True, text=True)
     assert export.returncode == 1 and export.stderr.startswith(f'error: {weights} does not match the sha256')
     assert 'Traceback' not in export.stderr and not (tmp_path / 'x.onnx').exists()
+
+
+def test_a_checkpoint_of_another_network_is_summarised(tmp_path):
+    from msconv_plugin.inference import build_model
+
+    torch.save({'params': build_network(dict(EDSR)).state_dict()}, tmp_path / 'edsr.pth')
+    options = tmp_path / 'ms3.yml'
+    options.write_text(yaml.safe_dump(dict(scale=2, network_g=dict(EDSR, type='MS3EDSR', n_scales=3))))
+    with pytest.raises(UserError) as error:
+        build_model(str(tmp_path / 'edsr.pth'), opt=str(options))
+    message = str(error.value)
+    assert message.startswith(f'The weights of {tmp_path}/edsr.pth (params) do not fit the network MS3EDSR:\n')
+    assert 'MS³ layers: the network has n_scales=3' in message and len(message.splitlines()) < 15
 
 
 # (e) error: lines instead of tracebacks
