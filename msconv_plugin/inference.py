@@ -1,7 +1,7 @@
 """Run a trained network on an image or a folder of images, whole or tile by tile.
 
 ``python -m msconv_plugin.inference -i <file or folder> -o <folder> --model <zoo name or .pth> [--opt <options.yml>]
-[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto]``
+[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto] [--overwrite] [--debug]``
 
 - ``--model``: a name of the model zoo (``model_zoo.json`` at the repository root, or ``--zoo``, or the environment
   variable ``MSCONV_ZOO``; its entries carry the network's options), or the path of any BasicSR checkpoint
@@ -10,6 +10,11 @@
 - Images are read as they are (8- or 16-bit, grey, BGR or BGRA) and written as PNG of the same depth and channels:
   grey images go through the network as three equal channels and come back grey; the alpha channel is enlarged
   bilinearly. Outputs are named ``<stem>_<suffix>.png``.
+- Nothing of the user's is lost: an output never replaces an input, an existing file is replaced only with
+  ``--overwrite``, files named ``*_<suffix>.png`` in the output folder (earlier outputs) are not taken as inputs, an
+  unwritable output folder is reported before anything is computed, and an unreadable image is skipped with a line
+  (the others are processed; the exit status is 1). Zoo weight files are checked against their sha256. Photos are
+  turned upright as their EXIF orientation says; grey+alpha stays grey+alpha.
 - ``--tile N`` cuts the input into N×N tiles, each run with ``--tile-pad`` pixels of context on every side, so
   that large images fit in memory; with a context at least the network's receptive-field radius the result equals
   the untiled one.
