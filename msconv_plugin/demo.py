@@ -15,6 +15,7 @@ tested through BasicSR's own pipelines, each in a subprocess, exactly as a user 
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 
 import cv2
@@ -26,6 +27,7 @@ from basicsr.utils import img2tensor, imwrite
 from basicsr.utils.matlab_functions import imresize
 
 from .benchmark import interleaved_medians
+from .cli import run
 from .complexity import MS3_TYPES, count
 from .extras import require
 from .study import run_entry, write_options
@@ -353,4 +355,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -1,7 +1,7 @@
 """Run a trained network on an image or a folder of images, whole or tile by tile.
 
 ``python -m msconv_plugin.inference -i <file or folder> -o <folder> --model <zoo name or .pth> [--opt <options.yml>]
-[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto]``
+[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto] [--overwrite] [--debug]``
 
 - ``--model``: a name of the model zoo (``msconv_plugin/model_zoo.json``, shipped with the package, or ``--zoo``,
   or the environment variable ``MSCONV_ZOO``; its entries carry the network's options), or the path of any BasicSR
@@ -10,6 +10,11 @@
 - Images are read as they are (8- or 16-bit, grey, BGR or BGRA) and written as PNG of the same depth and channels:
   grey images go through the network as three equal channels and come back grey; the alpha channel is enlarged
   bilinearly. Outputs are named ``<stem>_<suffix>.png``.
+- Nothing of the user's is lost: an output never replaces an input, an existing file is replaced only with
+  ``--overwrite``, files named ``*_<suffix>.png`` in the output folder (earlier outputs) are not taken as inputs, an
+  unwritable output folder is reported before anything is computed, and an unreadable image is skipped with a line
+  (the others are processed; the exit status is 1). Zoo weight files are checked against their sha256. Photos are
+  turned upright as their EXIF orientation says; grey+alpha stays grey+alpha.
 - ``--tile N`` cuts the input into N×N tiles, each run with ``--tile-pad`` pixels of context on every side, so
   that large images fit in memory; with a context at least the network's receptive-field radius the result equals
   the untiled one.
@@ -22,6 +27,7 @@ import math
 import os
 import os.path as osp
 import statistics
+import sys
 import time
 
 import cv2
@@ -31,7 +37,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .archs.ms3conv import MS3Split
+from .cli import UserError, run
 from .data.data_util import IMG_EXTENSIONS
+from .file_safety import check_writable, is_grey_alpha, plan_outputs, upright, write_image
 from .zoo import ZOO_ENV, build_model
 
 
@@ -103,7 +111,8 @@ def list_images(path):
 
 
 def read_image(path):
-    """``cv2.imread`` unchanged (8- or 16-bit; grey, BGR or BGRA), with a clear error for what it cannot read."""
+    """``cv2.imread`` unchanged (8- or 16-bit; grey, grey+alpha, BGR or BGRA), turned upright as its EXIF
+    orientation says, with a clear error for what it cannot read. Grey+alpha comes as two channels."""
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f'Cannot read image {path}: missing, unreadable or not an image OpenCV can decode.')
@@ -111,21 +120,26 @@ def read_image(path):
         raise ValueError(f'Cannot process image {path}: only 8- and 16-bit images are supported, got {img.dtype}.')
     if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
         raise ValueError(f'Cannot process image {path}: {img.shape[2]} channels (1, 3 or 4 supported).')
-    return img
+    if img.ndim == 3 and img.shape[2] == 4 and is_grey_alpha(path):
+        img = img[..., [0, 3]]
+    return upright(img, path)
 
 
 def enhance(net, img, scale, device='cpu', tile=0, tile_pad=10, progress=False):
     """Run ``net`` on one image as ``read_image`` gives it; return ``(output image, seconds)``.
 
-    The output has the input's depth and channels (grey stays grey, the alpha channel is enlarged bilinearly).
+    The output has the input's depth and channels (grey stays grey, grey+alpha stays grey+alpha, the alpha channel
+    is enlarged bilinearly).
     The time is that of the network (and tiling) alone, CUDA synchronised.
     """
     dtype = img.dtype
     max_value = float(np.iinfo(dtype).max)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    alpha = img[..., -1] if img.ndim == 3 and img.shape[2] in (2, 4) else None
+    if img.ndim == 3 and img.shape[2] == 2:
+        img = img[..., 0]
     gray = img.ndim == 2
-    alpha = img[..., 3] if not gray and img.shape[2] == 4 else None
     bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if gray else img[..., :3]
     rgb = bgr[..., ::-1].astype(np.float32) / max_value
     img_tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).to(device)
@@ -146,6 +160,7 @@ def enhance(net, img, scale, device='cpu', tile=0, tile_pad=10, progress=False):
         output = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)
     output = (output * max_value).round().astype(dtype)
     if alpha is not None:
+        output = output[..., None] if gray else output
         h, w = output.shape[:2]
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR) if alpha.shape != (h, w) else alpha
         output = np.concatenate([output, alpha[..., None]], axis=2)
@@ -175,6 +190,7 @@ def parse_args(argv=None):
     parser.add_argument('--suffix', default=None,
                         help="Output names are <stem>_<suffix>.png. Default: the model's name (file stem), or 'out'.")
     parser.add_argument('--device', default='auto', choices=('cpu', 'cuda', 'auto'), help='Default: %(default)s.')
+    parser.add_argument('--overwrite', action='store_true', help='Replace existing output files (never an input).')
     args = parser.parse_args(argv)
     if args.tile < 0 or args.tile_pad < 0:
         parser.error('--tile and --tile-pad must be >= 0.')
@@ -195,21 +211,32 @@ def main(argv=None):
     clashes = sorted({out for out in outputs if outputs.count(out) > 1})
     if clashes:
         raise ValueError(f'Several inputs would be written to the same file: {", ".join(clashes)}')
-    os.makedirs(args.output, exist_ok=True)
+    images, outputs = plan_outputs(images, outputs, args.output, suffix, args.overwrite)
+    check_writable(args.output)
     print(f'Model {info["name"]} ({info["network_g"]["type"]}, ×{scale}, {info["param_key"] or "state dict"} of '
           f'{info["weights_path"]}) on {device}; {len(images)} image(s); '
           f'{f"tiles {args.tile}, context {args.tile_pad}" if args.tile else "whole images"}.', flush=True)
 
-    times = []
+    times, unreadable = [], []
     for path, out_path in zip(tqdm(images, desc='Images', unit='img'), outputs):
-        output, seconds = enhance(net, read_image(path), scale, device, args.tile, args.tile_pad, progress=True)
-        if not cv2.imwrite(out_path, output):
-            raise OSError(f'Cannot write {out_path}')
+        try:
+            img = read_image(path)
+        except ValueError as error:  # one bad file does not stop the others
+            print(f'Skipping {path}: {error}', flush=True)
+            unreadable.append(path)
+            continue
+        output, seconds = enhance(net, img, scale, device, args.tile, args.tile_pad, progress=True)
+        write_image(out_path, output)
         times.append(seconds)
-    print(f'Time per image (network and tiling): median {1000 * statistics.median(times):.1f} ms, '
-          f'total {1000 * math.fsum(times):.1f} ms over {len(times)} image(s). Outputs in {args.output}', flush=True)
+    if times:
+        print(f'Time per image (network and tiling): median {1000 * statistics.median(times):.1f} ms, '
+              f'total {1000 * math.fsum(times):.1f} ms over {len(times)} image(s). Outputs in {args.output}',
+              flush=True)
+    if unreadable:
+        raise UserError(f'Cannot read image{"s" if len(unreadable) > 1 else ""} {", ".join(unreadable)} '
+                        f'({len(unreadable)} of {len(images)} skipped, named above; the others were written).')
     return outputs
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -1,14 +1,20 @@
 # flake8: noqa
 import os.path as osp
+import sys
 
 import msconv_plugin  # registers the plugin's networks first
+import basicsr.test
 from basicsr.test import test_pipeline
+
+from msconv_plugin.cli import run
+from msconv_plugin.validation import checked_run
 
 
 def main():
     msconv_plugin.patch_basicsr()
-    test_pipeline(osp.abspath('.'))
+    with checked_run(basicsr.test):
+        test_pipeline(osp.abspath('.'))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -6,7 +6,6 @@ The zoo index ``model_zoo.json`` and the weight files ``weights/<name>-<sha256[:
 another index (weight files are found relative to it).
 """
 import datetime
-import hashlib
 import json
 import os
 import os.path as osp
@@ -19,6 +18,9 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
+from .basicsr_fixes.mismatch import describe_mismatch
+from .cli import UserError
+from .file_safety import sha256_of, verify_sha256
 from .study import (COMPLEXITY_SIZE, REPO_ROOT, TEST_SETS, budget_of, complexity_of, load_options, parse_metrics,
                     run_entry, task_of, test_options, tested_param_key, training_wall_time, write_options)
 
@@ -98,6 +100,10 @@ def checkpoint_state_dict(checkpoint, param_key=None, source='The checkpoint'):
     return {key.removeprefix('module.'): value for key, value in state_dict.items()}, param_key
 
 
+class WeightsMismatchError(UserError, RuntimeError):
+    """A checkpoint that does not fit the network (a user's mistake: the wrong file or options)."""
+
+
 def load_weights(net, path, param_key=None):
     """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
 
@@ -110,8 +116,10 @@ def load_weights(net, path, param_key=None):
     try:
         net.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise RuntimeError(f'The weights of {path} ({param_key or "state dict"}) do not fit the network '
-                           f'{type(net).__name__}: {error}') from error
+        summary = describe_mismatch(net, state_dict, path, param_key)  # torch lists every parameter name
+        details = '\n'.join(summary.split('\n')[1:]) if summary else str(error)
+        raise WeightsMismatchError(f'The weights of {path} ({param_key or "state dict"}) do not fit the network '
+                                   f'{type(net).__name__}:\n{details}') from None
     return param_key
 
 
@@ -165,9 +173,8 @@ def build_model(model, opt=None, zoo_path=None, device='cpu', param_key=None):
         scale = network_scale(network_g, entry.get('scale'), source=f'zoo entry {model!r}')
         if not osp.isfile(entry['weights_path']):
             raise FileNotFoundError(f'Weight file of zoo entry {model!r} not found: {entry["weights_path"]}')
-        if entry.get('sha256') and sha256_of(entry['weights_path']) != entry['sha256']:
-            raise ValueError(f'Weight file of zoo entry {model!r} is damaged or not the published one: the sha256 of '
-                             f'{entry["weights_path"]} differs from the zoo\'s {entry["sha256"]}.')
+        verify_sha256(entry['weights_path'], entry.get('sha256'),
+                      f'zoo entry {model!r} of {resolve_zoo_path(zoo_path)}')
         info = dict(name=model, source='zoo', weights_path=entry['weights_path'], network_g=network_g,
                     task=entry.get('task'), entry=entry)
     net = build_network(dict(network_g))  # build_network pops 'type' from a deep copy
@@ -177,15 +184,6 @@ def build_model(model, opt=None, zoo_path=None, device='cpu', param_key=None):
 
 SHARED_BENCHMARK_ROOT = '../shared/data/benchmark'  # as seen from the repository root, where the tests run
 SET5_TOLERANCE_DB = 0.01
-
-
-def sha256_of(path):
-    """The sha256 of the file ``path``, as hexadecimal."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_weights(state_dict, weights_dir, name, half=True):

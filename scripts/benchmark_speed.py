@@ -24,6 +24,7 @@ import platform
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.cli import run
 import torch
 from msconv_plugin.benchmark import benchmark, fastest, markdown
 from msconv_plugin.complexity import NETWORKS
@@ -71,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

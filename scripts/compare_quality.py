@@ -13,7 +13,9 @@ import os.path as osp
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
-from msconv_plugin.study import DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, run
+from msconv_plugin.cli import run
+from msconv_plugin.study import DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS
+from msconv_plugin.study import run as run_study
 
 
 def parse_args(argv=None):
@@ -38,8 +40,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    return run(parse_args(argv))
+    return run_study(parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -12,11 +12,13 @@ Run from the repository root:
 """
 import argparse
 import os
+import sys
 from os import path as osp
 
 import torch
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.cli import run
 from msconv_plugin.archs.carn_arch import CARN, official_carn_to_carn
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -62,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

@@ -8,7 +8,7 @@
         "num_block": 1, "upscale": 2, "n_scales": 2}' -o tiny.onnx --check
 
 The network comes from ``--model`` (a name of the model zoo or a BasicSR checkpoint with its ``--opt``, built by
-``msconv_plugin.inference.build_model``), or from the ``network_g`` of an option file (``--opt`` alone) or of a JSON
+``msconv_plugin.zoo.build_model``), or from the ``network_g`` of an option file (``--opt`` alone) or of a JSON
 string (``--network``); the last two are randomly initialised unless ``--weights`` gives a checkpoint
 (``params_ema``, else ``params``, loaded strictly).
 
@@ -40,6 +40,7 @@ import sys
 import warnings
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.cli import run
 
 import torch
 from basicsr.archs import build_network
@@ -90,7 +91,9 @@ def export(net, path, opset=None, example_size=DEFAULT_SIZE, exporter='torchscri
         raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}.')
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     net = net.eval().float().cpu()
-    example = torch.rand(1, num_in_ch, *example_size)
+    # A batch of 2: torch.export specialises a dimension whose example size is 0 or 1, which would give the dynamo
+    # graph's output a fixed batch of 1.
+    example = torch.rand(2 if exporter == 'dynamo' else 1, num_in_ch, *example_size)
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     if exporter == 'dynamo':
         if 'dynamo' not in inspect.signature(torch.onnx.export).parameters:
@@ -203,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(main))

@@ -13,6 +13,7 @@ import json
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.cli import run
 from msconv_plugin.complexity import NETWORKS, markdown, rows_for
 
 
@@ -39,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

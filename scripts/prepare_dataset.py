@@ -34,6 +34,7 @@ import argparse
 import math
 import os
 import shutil
+import sys
 from functools import partial
 from multiprocessing import Pool
 from os import path as osp
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 import msconv_plugin  # noqa: F401  (before BasicSR: makes BasicSR 1.4.2 importable)
+from msconv_plugin.cli import run
 from basicsr.utils import scandir
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from basicsr.utils.matlab_functions import imresize
@@ -263,4 +265,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

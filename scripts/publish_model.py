@@ -22,8 +22,10 @@
 import argparse
 import json
 import os.path as osp
+import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
+from msconv_plugin.cli import run
 from msconv_plugin.study import REPO_ROOT
 from msconv_plugin.zoo import DEFAULT_ZOO, PACKAGE_DIR, publish
 
@@ -56,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

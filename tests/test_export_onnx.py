@@ -80,6 +80,7 @@ def test_dynamo_exporter(tmp_path):
     net = build('MS3EDSR-n2')
     path = export_onnx.export(net, str(tmp_path / 'dynamo.onnx'), exporter='dynamo')
     assert input_dims(path) == ['batch', 3, 'height', 'width']
+    assert dims(onnx.load(path).graph.output[0])[:2] == ['batch', 3]  # the output's batch is dynamic too
     assert not osp.exists(path + '.data')  # the weights are inside the one file
     assert export_onnx.check(net, path, (23, 17)) < TOLERANCE
 

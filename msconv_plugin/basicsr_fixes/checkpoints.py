@@ -118,6 +118,8 @@ def load_resume_state(opt):
     """
     from basicsr.train import check_resume, scandir
 
+    from msconv_plugin.resume import check_networks
+
     device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
     resume_state = None
     if opt['auto_resume']:
@@ -129,11 +131,13 @@ def load_resume_state(opt):
             for iteration in sorted((int(float(v.split('.state')[0])) for v in states), reverse=True):
                 path = osp.join(state_path, f'{iteration}.state')
                 try:
-                    resume_state = _load_state(path, device)
+                    state = _load_state(path, device)
+                    check_networks(opt, iteration)  # a state resumes only with its network
                 except Exception as error:  # truncated zip, EOF, unpickling error...: any means "cannot resume"
                     print(f'Skipping unreadable training state {path} ({type(error).__name__}: {error}).',
                           flush=True)
                     continue
+                resume_state = state
                 opt['path']['resume_state'] = path
                 break
     elif opt['path'].get('resume_state'):

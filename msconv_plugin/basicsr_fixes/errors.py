@@ -64,8 +64,10 @@ def stop_on_non_finite_loss(model):
         if bad:
             message = (f'Training stopped at iteration {current_iter}: the loss is not finite ('
                        f'{", ".join(f"{name} = {value}" for name, value in bad.items())}). Nothing of this iteration '
-                       'was saved. Lower the learning rate or add warmup_iter, check the training images, then '
-                       'resume from the last checkpoint with --auto_resume.')
+                       'was saved. Lower the learning rate (train.optim_g.lr) in the option file, or add '
+                       'train.warmup_iter, check the training images, then run python -m msconv_plugin.train with the '
+                       'same option file and --auto_resume: it resumes from the last checkpoint with the option '
+                       'file\'s learning rate and schedule.')
             get_root_logger().error(message)
             raise FloatingPointError(message)
 
