@@ -91,6 +91,29 @@ class MS3Tracer(fx.Tracer):
         return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
 
 
+class MS3DilatedConv(MS3Conv):
+    """S2 layer with dilated kernels: ``MS3Conv`` with every kernel dilated by ``dilation`` (padded to keep the
+    size), computed by ``forward_reference`` (``forward_merged`` pads for dilation 1).
+
+    Args:
+        in_channels (int): Input channels of EACH branch.
+        out_channels (int): Output channels of EACH branch.
+        dilation (int): Dilation of every kernel.
+        kwargs: ``n_scales``, ``interaction``, ``kernel_size``, ``bias``, ``groups``, ``downsample``, ``upsample`` of
+            ``MS3Conv``.
+    """
+
+    def __init__(self, in_channels, out_channels, dilation, **kwargs):
+        super().__init__(in_channels, out_channels, **kwargs)
+        for kernel in self.modules():
+            if isinstance(kernel, nn.Conv2d):
+                kernel.dilation = (dilation, dilation)
+                kernel.padding = (dilation * (kernel.kernel_size[0] // 2), ) * 2
+
+    def forward(self, xs):
+        return self.forward_reference(xs)
+
+
 def _module_path(node):
     if node.op == 'call_module':
         return node.target
@@ -444,12 +467,8 @@ class _Converter:
             self.refuse(node, 'an S2 layer needs a square odd kernel, stride 1 and zero padding that keeps the size '
                         f'(got kernel {conv.kernel_size}, stride {conv.stride}, padding {conv.padding}, dilation '
                         f'{conv.dilation}, padding_mode {conv.padding_mode!r})')
-        new = MS3Conv(feature.branch, width, kernel_size=k, bias=conv.bias is not None, groups=groups, **self.ms3)
-        if d > 1:
-            for kernel in new.modules():
-                if isinstance(kernel, nn.Conv2d):
-                    kernel.dilation, kernel.padding = conv.dilation, conv.padding
-            new.merged = False  # the merged path pads for dilation 1; the reference path uses each kernel's own
+        kwargs = dict(kernel_size=k, bias=conv.bias is not None, groups=groups, **self.ms3)
+        new = MS3DilatedConv(feature.branch, width, d, **kwargs) if d > 1 else MS3Conv(feature.branch, width, **kwargs)
         self.replace(node, new, conv, (feature.branch, width), self.s2)
         self.set_info(node, Feature(conv.out_channels, width, feature.factor, False))
         out = self.new.call_module(node.target, (list(self.branches(self.inputs(node)[0])), ))
