@@ -327,13 +327,13 @@ class _Converter:
             return f'{type(self.module(node)).__name__} module'
         if node.op == 'call_function':
             return f'function {getattr(node.target, "__name__", node.target)}'
-        return f'{node.op} {node.target}'
+        return f'method .{node.target}()'
 
     def refuse(self, node, reason):
         raise ConversionError(
             f'ms3_convert: cannot convert the {self.describe(node)} at {_module_path(node)!r} (node {node.name!r}) '
-            f'of {self.model_name}: {reason}. It lies between split {self.split_name!r} and fuse {self.fuse_name!r}; '
-            'move split or fuse so that it is outside, or leave that part of the network plain.')
+            f'of {self.model_name}: {reason}. Converted region: split {self.split_name!r} … fuse {self.fuse_name!r}; '
+            'move split or fuse so that this operation is outside, or leave that part of the network plain.')
 
     # --- rewriting ----------------------------------------------------------------------------------------------
     def convert(self):
@@ -544,13 +544,15 @@ class _Converter:
                 tensor[..., :1, :, :].numel() * tensor.size(-3) != tensor.numel():
             self.refuse(node, f'{source.target!r} of shape {tuple(tensor.shape)} is neither a scalar nor one value '
                         'per channel')
-        if self.replaced.setdefault(source.target, (feature.branch, )) != (feature.branch, ):
-            self.refuse(node, f'{source.target!r} is used at different branch widths')
-        if tensor.size(-3) != feature.branch:
-            sliced = tensor.detach().narrow(-3, 0, feature.branch).clone()
-            _set_attr(self.root, source.target, nn.Parameter(sliced, tensor.requires_grad)
-                      if isinstance(tensor, nn.Parameter) else sliced)
-            self.shared.append(source.target)
+        if source.target in self.replaced:
+            if self.replaced[source.target] != (feature.branch, ):
+                self.refuse(node, f'{source.target!r} is used at different branch widths')
+            return self.env[source]
+        sliced = tensor.detach().narrow(-3, 0, feature.branch).clone()
+        _set_attr(self.root, source.target, nn.Parameter(sliced, tensor.requires_grad)
+                  if isinstance(tensor, nn.Parameter) else sliced)
+        self.replaced[source.target] = (feature.branch, )
+        self.shared.append(source.target)
         return self.env[source]
 
     def convert_function(self, node):
