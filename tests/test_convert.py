@@ -12,11 +12,7 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from msconv_plugin.archs.carn_arch import CARN
-from msconv_plugin.archs.ms3carn_arch import MS3CARN
 from msconv_plugin.archs.ms3conv import MS3Conv, MS3Fuse, MS3Split, convert_plain_state_dict, ms3conv_num_params
-from msconv_plugin.archs.ms3edsr_arch import MS3EDSR
-from msconv_plugin.archs.ms3rrdbnet_arch import MS3RRDBNet
-from msconv_plugin.archs.ms3srresnet_arch import MS3SRResNet
 from msconv_plugin.convert import ConversionError, MS3DilatedConv, ms3_convert, plain_to_ms3_state_dict
 from tests.arch_checks import assert_equivalent, assert_shared_weights_and_gradients, complexity_counter
 
