@@ -129,3 +129,26 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     net = MS3Auto(BASES['RCAN'], n_scales=3).eval()
     path = export_onnx.export(net, str(tmp_path / 'ms3auto.onnx'), example_size=(32, 32))
     assert export_onnx.check(net, path, (23, 17)) < 1e-4
+
+
+def test_two_iterations_through_the_training_command(tmp_path):
+    """options/train/MS3Auto/train_MS3Auto_RCAN_x2.yml as shipped but for a tiny RCAN, the data and the length:
+    ``python -m msconv_plugin.train`` trains 2 iterations, validates and saves a checkpoint that loads."""
+    from skimage import data as skimage_data
+
+    from tests.test_train_pipeline import _dump_yml, _load_yml, _run, _write_pairs
+    photo = skimage_data.astronaut()
+    hr, lr = _write_pairs(tmp_path / 'datasets', [photo[y:y + 48, x:x + 48] for y, x in ((100, 100), (200, 300))])
+    opt = _load_yml(osp.join(REPO, 'options', 'train', 'MS3Auto', 'train_MS3Auto_RCAN_x2.yml'))
+    opt['num_gpu'] = 0
+    opt['network_g']['base'].update(num_feat=8, num_group=1, num_block=1, squeeze_factor=4)
+    opt['datasets']['train'].update(dataroot_gt=str(hr), dataroot_lq=str(lr), gt_size=32, num_worker_per_gpu=0,
+                                    batch_size_per_gpu=2, dataset_enlarge_ratio=1)
+    opt['datasets']['val'].update(dataroot_gt=str(hr), dataroot_lq=str(lr))
+    opt['train']['total_iter'] = 2
+    opt['val']['val_freq'] = 2
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False)
+    log = _run('msconv_plugin.train', '-opt', str(_dump_yml(opt, tmp_path / 'train.yml')), cwd=tmp_path)
+    assert 'Network [MS3Auto] is created' in log and 'Validation Set5' in log
+    checkpoint = torch.load(tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth')
+    MS3Auto(opt['network_g']['base'], n_scales=2).load_state_dict(checkpoint['params_ema'], strict=True)
