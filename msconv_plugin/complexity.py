@@ -23,6 +23,12 @@ NETWORKS = {
                 'scale', ('trunk', 'whole')),
     'CARN': ('CARN', 'MS3CARN', dict(num_in_ch=3, num_out_ch=3, num_feat=64, group=1), 'upscale', (None, )),
     'CARN-M': ('CARN', 'MS3CARN', dict(num_in_ch=3, num_out_ch=3, num_feat=64, group=4), 'upscale', (None, )),
+    # converted automatically (MS3Auto, default split and fuse); RIDNet denoises (no scale argument: x1 only)
+    'RCAN': ('RCAN', 'MS3Auto', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_group=10, num_block=20), 'upscale',
+             (None, )),
+    'SRVGGNetCompact': ('SRVGGNetCompact_basicsr', 'MS3Auto', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16),
+                        'upscale', (None, )),
+    'RIDNet': ('RIDNet', 'MS3Auto', dict(in_channels=3, mid_channels=64, out_channels=3, num_block=4), None, (None, )),
 }
 # plain network type -> its MS³ conversion (which keeps every argument of the plain one)
 MS3_TYPES = {plain_type: ms3_type for plain_type, ms3_type, *_ in NETWORKS.values()}
@@ -82,13 +88,15 @@ def measure(net_type, kwargs, size):
 
 def rows_for(name, scale, size, n_scales_list, interactions):
     plain_type, ms3_type, base_kwargs, scale_key, scopes = NETWORKS[name]
-    kwargs = {**base_kwargs, scale_key: scale}
+    kwargs = {**base_kwargs, scale_key: scale} if scale_key else dict(base_kwargs)
     plain = measure(plain_type, kwargs, size)
     rows = [dict(network=name, type=plain_type, scale=scale, config='plain', **plain)]
     for n_scales in n_scales_list:
         for interaction in interactions:
             for scope in scopes:
                 ms3_kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction)
+                if ms3_type == 'MS3Auto':
+                    ms3_kwargs = dict(base=dict(kwargs, type=plain_type), n_scales=n_scales, interaction=interaction)
                 config = f'n={n_scales} {interaction}'
                 if scope is not None:
                     ms3_kwargs['scope'] = scope

@@ -29,7 +29,7 @@ def main(argv=None):
 
     rows = []
     for name in args.networks:
-        for scale in args.scales:
+        for scale in args.scales if NETWORKS[name][3] else [1]:
             rows += rows_for(name, scale, args.size, args.n_scales, args.interactions)
             print(f'measured {name} x{scale}', file=sys.stderr, flush=True)
     print(markdown(rows, args.size))

@@ -2,6 +2,7 @@
 import torch
 
 from msconv_plugin.archs.ms3conv import MS3Conv
+from msconv_plugin.complexity import measure
 
 
 def assert_shared_weights_and_gradients(net, x, n_scales):
@@ -34,3 +35,8 @@ def assert_equivalent(plain, converted, x, atol=1e-6):
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), rtol=0, atol=atol)
     assert sum(p.numel() for p in converted.parameters()) == sum(p.numel() for p in plain.parameters())
+
+
+def complexity_counter():
+    """The project's parameter / multiply-add counter, ``measure(net_type, kwargs, size)``."""
+    return measure

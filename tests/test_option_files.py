@@ -27,13 +27,16 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from msconv_plugin.data.degradations import motion_kernel
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTION_FILES = sorted(glob.glob(osp.join(REPO, 'options', '**', '*.yml'), recursive=True))
 TRAIN_FILES = [p for p in OPTION_FILES if osp.basename(p).startswith('train_')]
-TINY_NETWORK = {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
+# (RIDNet's channel attention squeezes by a fixed 16: 32 channels keep one per branch at n_scales 2)
+TINY_NETWORK = {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4, 'num_group': 1, 'squeeze_factor': 4, 'num_conv': 2,
+                'mid_channels': 32}
 CHECKPOINT = re.compile(r'^experiments/(?P<name>[^/]+)/models/net_g_(?P<iter>\d+|latest)\.pth$')
 COMMENTED_LMDB = re.compile(r'^\s*#\s*(dataroot_gt|dataroot_lq):\s*(\S+\.lmdb)\s*$', re.MULTILINE)
 
@@ -132,7 +135,10 @@ def _parse(path, root, monkeypatch, *extra):
 
 
 def _tiny(network_opt):
-    return {**network_opt, **{k: v for k, v in TINY_NETWORK.items() if k in network_opt}}
+    tiny = {**network_opt, **{k: v for k, v in TINY_NETWORK.items() if k in network_opt}}
+    if isinstance(network_opt.get('base'), dict):  # MS3Auto: the plain network's options
+        tiny['base'] = _tiny(network_opt['base'])
+    return tiny
 
 
 def _training_file(experiment_name):
@@ -187,13 +193,16 @@ def test_every_network_has_its_option_files():
         for sigma in (15, 25, 50):
             for phase in ('train', 'test'):
                 assert f'options/{phase}/{net}/{phase}_{net}_denoise_sigma{sigma}.yml' in names
+    for stem in ('RCAN_x2', 'RCAN_x4', 'SRVGGNetCompact_x2', 'SRVGGNetCompact_x4', 'RIDNet_denoise_sigma25'):
+        for phase in ('train', 'test'):
+            assert f'options/{phase}/MS3Auto/{phase}_MS3Auto_{stem}.yml' in names
     for net in ('EDSR', 'MS3EDSR'):
         for variant in ('train/{0}/train_{0}_deblur_GoPro', 'train/{0}/train_{0}_deblur_synthetic',
                         'test/{0}/test_{0}_deblur_GoPro', 'test/{0}/test_{0}_deblur_CBSD68_kernels12'):
             assert f'options/{variant.format(net)}.yml' in names
 
 
-@pytest.mark.parametrize('path', [p for p in OPTION_FILES if '/MS3' in p], ids=_relative)
+@pytest.mark.parametrize('path', [p for p in OPTION_FILES if '/MS3' in p and '/MS3Auto/' not in p], ids=_relative)
 def test_ms3_files_are_their_plain_files_with_ms3_convolutions(path):
     """Data, schedule and evaluation of an MS3 option file are those of the plain network's."""
     plain_path = re.sub(r'MS3(SRResNet)?', lambda m: 'MSRResNet' if m[1] else '', path)
@@ -205,6 +214,17 @@ def test_ms3_files_are_their_plain_files_with_ms3_convolutions(path):
         del opt['name']
         del opt['path']['pretrain_network_g']
     assert ms3 == plain
+
+
+@pytest.mark.parametrize('path', [p for p in OPTION_FILES if '/MS3Auto/' in p], ids=_relative)
+def test_ms3auto_files_convert_a_registered_plain_network(path):
+    """An MS3Auto file holds the plain network under ``base``, at the file's scale, converted at n_scales 2."""
+    opt = _load_yml(path)
+    network_g = opt['network_g']
+    assert network_g['type'] == 'MS3Auto' and network_g['n_scales'] == 2 and network_g['interaction'] == 'adjacent'
+    base = network_g['base']
+    assert base['type'] in ARCH_REGISTRY
+    assert base.get('upscale', 1) == opt['scale']
 
 
 @pytest.mark.slow
