@@ -31,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from basicsr.archs import build_network
 
-from .benchmark import FORMATS, inference_call, interleaved_medians
+from .benchmark import FORMATS, interleaved_medians, make_calls
+from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
-                    derive_ablation, derive_options, import_pyplot, load_options, parse_overrides, task_of,
-                    train_and_test)
+                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test)
 
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
 
@@ -47,6 +47,11 @@ def member_options(base_opt, width, seed):
     opt['manual_seed'] = seed
     opt['name'] = f"{base_opt['name']}_f{width}-s{seed}"
     return opt
+
+
+def model_path(opt):
+    """Where BasicSR's training of ``opt`` leaves its final network."""
+    return osp.join(REPO_ROOT, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
 
 
 def config_key(opt):
@@ -157,7 +162,7 @@ def measure_latency(networks, size, threads, warmup=2, repeats=7):
                 torch.manual_seed(0)
                 model = build_network(copy.deepcopy(net_opt)).eval()
                 for fmt in FORMATS:
-                    calls[key, fmt] = inference_call(model, fmt, size)
+                    calls[key, fmt] = make_calls(model, 'cpu', 'fp32', fmt, size, 1, 8, 1)[0]  # inference only
             medians = interleaved_medians(calls, warmup, repeats)
             for key in networks:
                 fmt = min(FORMATS, key=lambda f: medians[key, f])
@@ -168,24 +173,30 @@ def measure_latency(networks, size, threads, warmup=2, repeats=7):
 
 
 def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='adjacent', ms3_tag=None, overrides=None,
-        name=None,
-        benchmark_root=DEFAULT_BENCHMARK_ROOT, sets=TEST_SETS, threads=None, jobs=1, latency_size=128,
-        latency_threads=(1, 2), latency_repeats=7, retest=False, command=None):
+        name=None, benchmark_root=DEFAULT_BENCHMARK_ROOT, sets=TEST_SETS, threads=None, jobs=1, latency_size=128,
+        latency_threads=(1, 2), latency_repeats=7, retest=False, skip_untrained=False, command=None):
     """Train, test and time every member of a family (``family_options``); returns the study's result (JSON-able).
 
     ``overrides`` ({dotted key: value}) change the recipe for every member and ``name`` renames it (both, or
-    neither); ``jobs`` members are trained side by side (``threads`` OpenMP threads each).
+    neither); ``jobs`` members are trained side by side (``threads`` OpenMP threads each). With ``skip_untrained``
+    nothing is trained: members without a finished model (``net_g_latest.pth``) are left out of the tables and
+    listed under ``untrained`` (for a look at a family still training elsewhere).
     """
+    if overrides and not name:
+        raise ValueError('A recipe changed with --set needs its own study name (--name), so that its networks are '
+                         'not mistaken for those of the unchanged recipe.')
     plain = load_options(plain_path)
     if overrides:
-        if not name:
-            raise ValueError('A recipe changed with --set needs its own study name (--name), so that its networks '
-                             'are not mistaken for those of the unchanged recipe.')
         plain = derive_ablation(plain, 'x', overrides)
     if name:
         plain['name'] = name
     check_study_inputs(plain, plain_path, benchmark_root, sets)
     opts = family_options(plain, widths, ms3_widths, seeds, ms3_options, interaction, ms3_tag)
+    untrained = [o['name'] for o in opts if not osp.isfile(model_path(o))]
+    if skip_untrained:
+        opts = [o for o in opts if osp.isfile(model_path(o))]
+        if not opts:
+            raise FileNotFoundError(f"No member of {plain['name']} has finished training (--skip-untrained).")
     work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(lambda o: train_and_test(o, work_dir, benchmark_root, sets, threads, retest), opts))
@@ -200,14 +211,15 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
     for c in configs:
         c['latency_format'] = formats[c['key']]
     frontier_distances(configs, sets, latency_threads)
-    return dict(study=plain['name'] + '_frontier' + (f'_{ms3_tag}' if ms3_tag else ''), plain_options=osp.relpath(osp.abspath(plain_path), REPO_ROOT),
+    study = plain['name'] + '_frontier' + (f'_{ms3_tag}' if ms3_tag else '')
+    return dict(study=study, plain_options=osp.relpath(osp.abspath(plain_path), REPO_ROOT),
                 recipe_overrides=overrides or {}, ms3_options=ms3_options or {}, interaction=interaction,
                 task=task_of(plain), scale=plain['scale'], budget=budget_of(plain), sets=list(sets),
                 seeds=list(seeds), complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}',
                 latency=dict(input=f'1x3x{latency_size}x{latency_size}', threads=list(latency_threads),
                              repeats=latency_repeats, machine=platform.processor() or platform.machine(),
                              torch=torch.__version__),
-                command=command, members=members, configs=configs)
+                command=command, members=members, configs=configs, untrained=untrained if skip_untrained else [])
 
 
 def _fmt_summary(s, signed=False):
@@ -254,13 +266,16 @@ def markdown(result):
             (_fmt_summary(c['delta_macs'][PSNR_MEAN], signed=True) if ms3 else '–') + ' | ' +
             ' | '.join(_fmt_summary(c['delta_latency'][t][PSNR_MEAN], signed=True) if ms3 else '–' for t in threads)
             + ' |')
+    if result.get('untrained'):
+        lines += ['', f"Not in the table (training not finished): {', '.join(result['untrained'])}."]
     return '\n'.join(lines) + '\n'
 
 
 def plot(result, path):
     """Mean PSNR against multiply-adds and against latency (one panel per thread count): the plain widths joined
     into the frontier, each network with its seeds' range, MS³ points labelled with their distance."""
-    plt = import_pyplot()
+    require('matplotlib', 'study').use('Agg')
+    plt = require('matplotlib.pyplot', 'study')
     threads = result['latency']['threads']
     panels = [('macs', None, f"multiply-adds, G ({result['complexity_input']})")] + [
         ('latency', t, f"latency, ms ({result['latency']['input']}, {t} thread{'s' if t > 1 else ''})")
@@ -338,7 +353,8 @@ def parse_args(argv=None):
     parser.add_argument('--ms3-tag', help='added to the converted networks\' names (variants of --ms3-options)')
     parser.add_argument('--interaction', default='adjacent', choices=('adjacent', 'full'))
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE[,...]',
-                        help='change the recipe for every member (dotted keys, e.g. train.optim_g.lr=2e-4); needs --name')
+                        help='change the recipe for every member (dotted keys, e.g. train.optim_g.lr=2e-4); '
+                        'needs --name')
     parser.add_argument('--name', help="the recipe's name (default: the option file's name)")
     parser.add_argument('--benchmark-root', default=DEFAULT_BENCHMARK_ROOT, help='folder holding the test sets')
     parser.add_argument('--sets', nargs='+', default=list(TEST_SETS))
@@ -348,6 +364,8 @@ def parse_args(argv=None):
     parser.add_argument('--latency-threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--latency-repeats', type=int, default=7)
     parser.add_argument('--retest', action='store_true', help='test every network again, even when unchanged')
+    parser.add_argument('--skip-untrained', action='store_true',
+                        help='train nothing; leave out the members whose training has not finished')
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where results are written')
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -362,7 +380,7 @@ def main(argv=None):
     result = run(args.opt, args.widths, parse_ms3_widths(args.ms3), args.seeds,
                  parse_overrides(args.ms3_options) if args.ms3_options else None, args.interaction, args.ms3_tag,
                  overrides, args.name, args.benchmark_root, args.sets, args.threads, args.jobs, args.latency_size,
-                 args.latency_threads, args.latency_repeats, args.retest,
+                 args.latency_threads, args.latency_repeats, args.retest, args.skip_untrained,
                  command='python -m msconv_plugin.frontier ' + ' '.join(args.argv))
     os.makedirs(args.out, exist_ok=True)
     stem = osp.join(args.out, result['study'])

@@ -1,9 +1,16 @@
 """msconv_plugin.frontier: the plain line, distances to it, seed summaries, and a real tiny family."""
+import glob
+import json
 import math
+import os
+import os.path as osp
+import shutil
 
+import cv2
 import pytest
 
 from msconv_plugin import frontier
+from tests.test_quality_study import REPO, needs_shared, tiny_plain_options
 
 
 def test_interpolation_is_linear_in_log_cost_and_never_extrapolates():
@@ -65,3 +72,64 @@ def test_family_members_and_names():
 def test_bad_ms3_widths_are_refused(text):
     with pytest.raises(ValueError, match='--ms3'):
         frontier.parse_ms3_widths([text])
+
+
+@pytest.fixture
+def family_name(tmp_path):
+    """A recipe name unique to this test; what BasicSR wrote for its members in the repository is removed after."""
+    name = f'EDSR_tinyfrontier_{tmp_path.name}'
+    yield name
+    for pattern in (f'experiments/*{name}*', f'experiments/quality_study/*{name}*', f'results/*{name}*'):
+        for path in glob.glob(osp.join(REPO, pattern)):
+            shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
+
+
+@pytest.mark.slow
+@needs_shared
+def test_a_tiny_family_is_trained_tested_timed_and_placed_against_the_plain_line(tmp_path, family_name):
+    """Two plain widths and one MS³ width, two seeds each, 4 iterations, through BasicSR's entry points."""
+    opt_path = tiny_plain_options(tmp_path, family_name)
+    out = tmp_path / 'out'
+    argv = ['--opt', opt_path, '--widths', '8', '16', '--ms3', '2:16', '--seeds', '0', '1', '--sets', 'Set5',
+            '--ms3-options', 'cross_scale_init=0', '--latency-size', '16', '--latency-threads', '1',
+            '--latency-repeats', '1', '--out', str(out)]
+    result = frontier.main(argv)
+    assert [m['name'] for m in result['members']] == [
+        f'{family_name}_f8-s0', f'{family_name}_f16-s0', f'MS3{family_name}_n2_f16-s0',
+        f'{family_name}_f8-s1', f'{family_name}_f16-s1', f'MS3{family_name}_n2_f16-s1']
+    for m in result['members']:
+        log = open(glob.glob(osp.join(REPO, 'experiments', m['name'], 'train_*.log'))[0]).read()
+        assert 'iter:       4,' in log and f"manual_seed: {m['seed']}" in log
+        assert 10 < m['metrics']['Set5']['psnr'] < 50 and m['latency_ms'][1] > 0
+    assert result['members'][2]['network_g']['cross_scale_init'] == 0
+    configs = {c['key']: c for c in result['configs']}
+    assert list(configs) == ['plain f8', 'plain f16', 'n2 f16']
+    n2 = configs['n2 f16']
+    per_seed = [m['metrics']['Set5']['psnr'] for m in result['members'] if m['key'] == 'n2 f16']
+    assert n2['psnr']['Set5']['mean'] == pytest.approx(sum(per_seed) / 2) and n2['psnr']['Set5']['n'] == 2
+    assert configs['plain f8']['macs'] < n2['macs'] < configs['plain f16']['macs']  # inside the plain line
+    line = [(configs[k]['macs'], configs[k]['psnr']['Set5']['mean']) for k in ('plain f8', 'plain f16')]
+    expected = [p - frontier.interpolate(line, n2['macs']) for p in per_seed]
+    assert n2['delta_macs']['Set5']['mean'] == pytest.approx(sum(expected) / 2)
+    assert n2['delta_macs']['Set5']['min'] == pytest.approx(min(expected))
+    assert set(n2['delta_latency'][1]) == {'Set5', 'mean'}
+
+    saved = json.loads((out / f'{family_name}_frontier.json').read_text())
+    assert saved['configs'][2]['delta_macs'] == json.loads(json.dumps(n2['delta_macs']))
+    assert [m['seed'] for m in saved['members']] == [0, 0, 0, 1, 1, 1]
+    table = (out / f'{family_name}_frontier.md').read_text()
+    assert '| MS³ n=2, 16 ch |' in table and 'python -m msconv_plugin.frontier --opt' in table
+    png = cv2.imread(str(out / f'{family_name}_frontier.png'))
+    assert png is not None and png.shape[1] > 300
+
+    # Run again with one more width while nothing may train: the trained members are reused, the new one listed.
+    again = frontier.main(argv[:4] + ['24'] + argv[4:] + ['--skip-untrained'])
+    assert again['untrained'] == [f'{family_name}_f24-s0', f'{family_name}_f24-s1']
+    assert [c['key'] for c in again['configs']] == ['plain f8', 'plain f16', 'n2 f16']
+    assert again['configs'][2]['psnr'] == json.loads(json.dumps(n2['psnr']))
+    assert 'training not finished' in (out / f'{family_name}_frontier.md').read_text()
+
+
+def test_a_changed_recipe_needs_its_own_name(tmp_path):
+    with pytest.raises(ValueError, match='--name'):
+        frontier.run(str(tmp_path / 'x.yml'), [8], {}, [0], overrides={'train.optim_g.lr': 1e-3})
