@@ -101,11 +101,17 @@ def parse_ablation(text):
         raise ValueError(f"An ablation is '<tag>:<plain|n2|n3..>:<key.path>=<value>[,...]' with a tag of letters, "
                          f"digits, '.', '+' or '-', got {text!r}.")
     tag, base, body = parts
+    return tag, base, parse_overrides(body, f'ablation {text!r}')
+
+
+def parse_overrides(text, what='--set'):
+    """``'<key.path>=<value>[,<key.path>=<value>...]'`` → ``{key.path: value}``, values read as YAML (numbers such
+    as ``4e-4`` as numbers); ``what`` names the argument in errors."""
     overrides = {}
-    for item in filter(None, body.split(',')):
+    for item in filter(None, text.split(',')):
         key, sep, raw = item.partition('=')
         if not sep or not key:
-            raise ValueError(f'Override {item!r} of ablation {text!r} is not <key.path>=<value>.')
+            raise ValueError(f'Override {item!r} of {what} is not <key.path>=<value>.')
         value = yaml.safe_load(raw)
         if isinstance(value, str):
             try:
@@ -114,8 +120,8 @@ def parse_ablation(text):
                 pass
         overrides[key] = value
     if not overrides:
-        raise ValueError(f'The ablation {text!r} changes nothing.')
-    return tag, base, overrides
+        raise ValueError(f'The {what} changes nothing.')
+    return overrides
 
 
 def derive_ablation(base_opt, tag, overrides):
@@ -272,6 +278,56 @@ def check_training_data(opt, opt_path):
                                 '--out-root datasets/SunHays80).')
 
 
+def check_study_inputs(plain, opt_path, benchmark_root, sets):
+    """The training data of ``plain`` (read from ``opt_path``) and the test sets exist, or an error says what to do."""
+    check_training_data(plain, opt_path)
+    for set_name in sets:
+        if not osp.isdir(osp.join(benchmark_root, set_name)):
+            raise FileNotFoundError(f'Test set {set_name} not found in {benchmark_root} (--benchmark-root).')
+
+
+def train_and_test(opt, work_dir, benchmark_root, sets=TEST_SETS, threads=None, retest=False):
+    """Train one network of a study through ``python -m msconv_plugin.train --auto_resume`` (not again when its
+    ``net_g_latest.pth`` exists), test it through ``python -m msconv_plugin.test`` on ``sets`` (not again when the
+    model and the test options are unchanged, unless ``retest``); options, logs and metrics go to ``work_dir``.
+    Returns its row: name, type, n_scales, network_g, budget, params, macs, metrics, wall times, train command."""
+    name = opt['name']
+    exp_dir = osp.join(REPO_ROOT, 'experiments', name)
+    model_path = osp.join(exp_dir, 'models', 'net_g_latest.pth')
+    opt_path = write_options(opt, osp.join(work_dir, 'options', f'train_{name}.yml'))
+    train_cmd = f'python -m msconv_plugin.train -opt {osp.relpath(opt_path, REPO_ROOT)} --auto_resume'
+    if osp.isfile(model_path):
+        print(f'{name}: trained already ({osp.relpath(model_path, REPO_ROOT)})', flush=True)
+    else:
+        print(f'{name}: training ({train_cmd})', flush=True)
+        run_entry('train', opt_path, osp.join(work_dir, 'logs', f'train_{name}.log'), ['--auto_resume'], threads)
+    test_opt = test_options(opt, model_path, benchmark_root, sets)
+    test_path = write_options(test_opt, osp.join(work_dir, 'options', f'test_{name}.yml'))
+    # Metrics are kept with the model's modification time: a study run again (for its table or plot) does not test
+    # an unchanged model again unless retest.
+    cache_path = osp.join(work_dir, 'metrics', f'{name}.json')
+    key = dict(model_mtime=osp.getmtime(model_path), test_options=test_opt)
+    cached = load_json(cache_path) if osp.isfile(cache_path) and not retest else None
+    if cached and cached['key'] == json.loads(json.dumps(key)):
+        print(f'{name}: tested already ({osp.relpath(cache_path, REPO_ROOT)})', flush=True)
+        metrics, test_time = cached['metrics'], cached['test_wall_time_s']
+    else:
+        print(f'{name}: testing on {", ".join(sets)}', flush=True)
+        start = time.perf_counter()
+        metrics = parse_metrics(run_entry('test', test_path, osp.join(work_dir, 'logs', f'test_{name}.log'),
+                                          threads=threads))
+        test_time = time.perf_counter() - start
+        missing = [s for s in sets if s not in metrics]
+        if missing:
+            raise RuntimeError(f'No metrics for {", ".join(missing)} in the test log of {name}.')
+        os.makedirs(osp.dirname(cache_path), exist_ok=True)
+        with open(cache_path, 'w') as f:
+            json.dump(dict(key=key, metrics=metrics, test_wall_time_s=test_time), f, indent=2)
+    return dict(name=name, type=opt['network_g']['type'], n_scales=opt['network_g'].get('n_scales', 1),
+                network_g=opt['network_g'], budget=budget_of(opt), **complexity_of(opt), metrics=metrics,
+                train_wall_time_s=training_wall_time(exp_dir), test_wall_time_s=test_time, train_command=train_cmd)
+
+
 def study(args):
     """Train and test every network of the study ``args`` (``scripts/compare_quality.py``'s arguments); return the
     result (rows of metrics, complexity, budget, wall times)."""
@@ -282,10 +338,7 @@ def study(args):
             plain['train']['scheduler']['periods'] = [args.iters]
         plain['logger']['save_checkpoint_freq'] = args.iters
         plain['name'] += f'_{args.iters}it'
-    check_training_data(plain, args.opt)
-    for set_name in args.sets:
-        if not osp.isdir(osp.join(args.benchmark_root, set_name)):
-            raise FileNotFoundError(f'Test set {set_name} not found in {args.benchmark_root} (--benchmark-root).')
+    check_study_inputs(plain, args.opt, args.benchmark_root, args.sets)
     variants = [plain] + [derive_options(plain, n, args.interaction) for n in args.n_scales]
     changes = [None] * len(variants)  # what an ablation changed, per network
     for text in args.ablation:
@@ -294,46 +347,8 @@ def study(args):
         variants.append(derive_ablation(base_opt, tag, overrides))
         changes.append(', '.join(f'{k}={v}' for k, v in overrides.items()))
     work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
-    rows = []
-    for opt, change in zip(variants, changes):
-        name = opt['name']
-        exp_dir = osp.join(REPO_ROOT, 'experiments', name)
-        model_path = osp.join(exp_dir, 'models', 'net_g_latest.pth')
-        opt_path = write_options(opt, osp.join(work_dir, 'options', f'train_{name}.yml'))
-        train_cmd = f'python -m msconv_plugin.train -opt {osp.relpath(opt_path, REPO_ROOT)} --auto_resume'
-        if osp.isfile(model_path):
-            print(f'{name}: trained already ({osp.relpath(model_path, REPO_ROOT)})', flush=True)
-        else:
-            print(f'{name}: training ({train_cmd})', flush=True)
-            run_entry('train', opt_path, osp.join(work_dir, 'logs', f'train_{name}.log'), ['--auto_resume'],
-                      args.threads)
-        test_opt = test_options(opt, model_path, args.benchmark_root, args.sets)
-        test_path = write_options(test_opt, osp.join(work_dir, 'options', f'test_{name}.yml'))
-        # Metrics are kept with the model's modification time: a study run again (for its table or plot) does not
-        # test an unchanged model again unless --retest.
-        cache_path = osp.join(work_dir, 'metrics', f'{name}.json')
-        key = dict(model_mtime=osp.getmtime(model_path), test_options=test_opt)
-        cached = load_json(cache_path) if osp.isfile(cache_path) and not args.retest else None
-        if cached and cached['key'] == json.loads(json.dumps(key)):
-            print(f'{name}: tested already ({osp.relpath(cache_path, REPO_ROOT)})', flush=True)
-            metrics, test_time = cached['metrics'], cached['test_wall_time_s']
-        else:
-            print(f'{name}: testing on {", ".join(args.sets)}', flush=True)
-            start = time.perf_counter()
-            metrics = parse_metrics(run_entry('test', test_path, osp.join(work_dir, 'logs', f'test_{name}.log'),
-                                              threads=args.threads))
-            test_time = time.perf_counter() - start
-            missing = [s for s in args.sets if s not in metrics]
-            if missing:
-                raise RuntimeError(f'No metrics for {", ".join(missing)} in the test log of {name}.')
-            os.makedirs(osp.dirname(cache_path), exist_ok=True)
-            with open(cache_path, 'w') as f:
-                json.dump(dict(key=key, metrics=metrics, test_wall_time_s=test_time), f, indent=2)
-        rows.append(dict(
-            name=name, type=opt['network_g']['type'], n_scales=opt['network_g'].get('n_scales', 1),
-            network_g=opt['network_g'], change=change, budget=budget_of(opt), **complexity_of(opt), metrics=metrics,
-            train_wall_time_s=training_wall_time(exp_dir), test_wall_time_s=test_time,
-            train_command=train_cmd))
+    rows = [dict(train_and_test(opt, work_dir, args.benchmark_root, args.sets, args.threads, args.retest),
+                 change=change) for opt, change in zip(variants, changes)]
     for row in rows:
         row['params_ratio'] = row['params'] / rows[0]['params']
         row['macs_ratio'] = row['macs'] / rows[0]['macs']

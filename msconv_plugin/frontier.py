@@ -1,0 +1,399 @@
+"""Accuracy–cost frontier: the plain network at several widths against its MS³ conversions at several widths.
+
+The honest alternative to an MS³ network is a narrower plain network of the same cost. A frontier study trains a
+*family* under one recipe (the plain network's BasicSR option file): the plain network at each of ``widths``, each
+MS³ conversion (``n_scales``) at each of its widths, every member with each of ``seeds``. Every member is trained
+and tested like the equal-budget study's networks (:func:`msconv_plugin.study.train_and_test`: BasicSR's own
+pipelines, ``--auto_resume``, metrics cached), and each distinct network's CPU inference latency is measured
+interleaved with all the others (median, fastest memory format, at each thread count).
+
+The plain widths, joined by straight lines in (log multiply-adds, PSNR) and in (log latency, PSNR), form the
+frontier a user gets by narrowing. Each MS³ member's distance to it is its PSNR minus the frontier's PSNR at the
+same multiply-adds (or the same latency), interpolated on the plain line; it is computed per seed, against the
+plain line of the seed-mean PSNRs, and reported as mean with min/max over seeds. A point outside the plain line's
+range has no distance (``None``): we do not extrapolate.
+
+Names: the plain member of width W and seed S is ``<plain name>_f<W>-s<S>``; the conversion with n scales is
+``<MS3 type><rest of the plain name>_n<n>_f<W>-s<S>`` (``msconv_plugin.study.derive_options``), its network options
+updated with ``ms3_options`` (for example ``cross_scale_init: 0``).
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from basicsr.archs import build_network
+
+from .benchmark import FORMATS, interleaved_medians, make_calls
+from .extras import require
+from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
+                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test)
+
+PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
+
+
+def member_options(base_opt, width, seed):
+    """``base_opt`` (a plain or converted network's training options) at ``num_feat`` ``width`` and
+    ``manual_seed`` ``seed``, named ``<base name>_f<width>-s<seed>``."""
+    opt = copy.deepcopy(base_opt)
+    opt['network_g']['num_feat'] = width
+    opt['manual_seed'] = seed
+    opt['name'] = f"{base_opt['name']}_f{width}-s{seed}"
+    return opt
+
+
+def model_path(opt):
+    """Where BasicSR's training of ``opt`` leaves its final network."""
+    return osp.join(REPO_ROOT, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
+
+
+def config_key(opt):
+    """The network a member trains, without its seed: ``'plain f46'``, ``'n2 f90'``."""
+    net = opt['network_g']
+    n = net.get('n_scales', 1)
+    return f"{'plain' if n == 1 else f'n{n}'} f{net['num_feat']}"
+
+
+def seed_summary(values):
+    """Mean, min, max, spread (max − min) and count of per-seed values; ``None`` entries are left out."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return dict(mean=statistics.fmean(values), min=min(values), max=max(values), spread=max(values) - min(values),
+                n=len(values))
+
+
+def interpolate(points, x):
+    """The plain line's PSNR at cost ``x``: ``points`` are ``(cost, psnr)``, joined by straight lines in
+    (log cost, PSNR). ``None`` outside the range of the points' costs (no extrapolation)."""
+    points = sorted(points)
+    if not points or not points[0][0] <= x <= points[-1][0]:
+        return None
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            if x1 == x0:
+                return max(y0, y1)
+            t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return y0 + t * (y1 - y0)
+    return points[0][1]  # a single point, hit exactly
+
+
+def psnr_with_mean(metrics, sets):
+    """{set: PSNR, 'mean': mean over ``sets``} from one member's metrics."""
+    values = {s: metrics[s]['psnr'] for s in sets}
+    values[PSNR_MEAN] = statistics.fmean(values[s] for s in sets)
+    return values
+
+
+def aggregate(members, sets):
+    """Group the tested members by network (``config_key``) and summarise their seeds.
+
+    ``members``: dicts with ``key``, ``seed``, ``n_scales``, ``params``, ``macs``, ``metrics`` (and optionally
+    ``latency_ms``: {threads: ms}). Returns one dict per network with ``psnr`` {set or 'mean': seed_summary} and the
+    per-seed values in ``per_seed``.
+    """
+    configs = {}
+    for m in members:
+        c = configs.setdefault(m['key'], dict(key=m['key'], n_scales=m['n_scales'], width=m['width'],
+                                             params=m['params'], macs=m['macs'], latency_ms=m.get('latency_ms', {}),
+                                             per_seed={}))
+        c['per_seed'][m['seed']] = psnr_with_mean(m['metrics'], sets)
+    for c in configs.values():
+        c['psnr'] = {k: seed_summary([v[k] for v in c['per_seed'].values()]) for k in [*sets, PSNR_MEAN]}
+    return sorted(configs.values(), key=lambda c: (c['n_scales'], c['macs']))
+
+
+def frontier_distances(configs, sets, threads=()):
+    """Add to every MS³ network its distance to the plain line: ``delta_macs[set or 'mean']`` and
+    ``delta_latency[threads][set or 'mean']``, each a ``seed_summary`` of per-seed distances (``None`` outside the
+    plain line's range)."""
+    plain = [c for c in configs if c['n_scales'] == 1]
+    for c in configs:
+        if c['n_scales'] == 1:
+            continue
+        c['delta_macs'] = {}
+        c['delta_latency'] = {t: {} for t in threads}
+        for k in [*sets, PSNR_MEAN]:
+            line = [(p['macs'], p['psnr'][k]['mean']) for p in plain]
+            ref = interpolate(line, c['macs'])
+            c['delta_macs'][k] = None if ref is None else seed_summary(
+                [v[k] - ref for v in c['per_seed'].values()])
+            for t in threads:
+                line = [(p['latency_ms'][t], p['psnr'][k]['mean']) for p in plain]
+                ref = interpolate(line, c['latency_ms'][t])
+                c['delta_latency'][t][k] = None if ref is None else seed_summary(
+                    [v[k] - ref for v in c['per_seed'].values()])
+    return configs
+
+
+def family_options(plain_opt, widths, ms3_widths, seeds, ms3_options=None, interaction='adjacent', ms3_tag=None):
+    """Every member's training options: the plain network at ``widths``, the conversion with ``n`` scales at
+    ``ms3_widths[n]``, each with every seed in ``seeds``. ``ms3_options`` update every converted network; a
+    ``ms3_tag`` is added to the converted networks' names (``..._n2-<tag>_f64-s0``), so that variants of their
+    options trained under one recipe keep apart."""
+    bases = [(plain_opt, widths)]
+    for n, n_widths in ms3_widths.items():
+        base = derive_options(plain_opt, n, interaction)
+        base['network_g'].update(ms3_options or {})
+        if ms3_tag:
+            base['name'] += f'-{ms3_tag}'
+        bases.append((base, n_widths))
+    return [member_options(base, w, seed) for seed in seeds for base, ws in bases for w in ws]
+
+
+def measure_latency(networks, size, threads, warmup=2, repeats=7):
+    """CPU inference latency (ms, batch 1, ``size``×``size`` input) of each of ``networks`` ({key: network_g
+    options}) at each thread count: interleaved rounds over every network and memory format, median per setting,
+    the fastest format per network. Returns {key: {threads: ms}} and {key: {threads: format}}."""
+    latency, fastest_format = {k: {} for k in networks}, {k: {} for k in networks}
+    previous = torch.get_num_threads()
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            calls = {}
+            for key, net_opt in networks.items():
+                torch.manual_seed(0)
+                model = build_network(copy.deepcopy(net_opt)).eval()
+                for fmt in FORMATS:
+                    calls[key, fmt] = make_calls(model, 'cpu', 'fp32', fmt, size, 1, 8, 1)[0]  # inference only
+            medians = interleaved_medians(calls, warmup, repeats)
+            for key in networks:
+                fmt = min(FORMATS, key=lambda f: medians[key, f])
+                latency[key][t], fastest_format[key][t] = medians[key, fmt] * 1e3, fmt
+    finally:
+        torch.set_num_threads(previous)
+    return latency, fastest_format
+
+
+def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='adjacent', ms3_tag=None, overrides=None,
+        name=None, benchmark_root=DEFAULT_BENCHMARK_ROOT, sets=TEST_SETS, threads=None, jobs=1, latency_size=128,
+        latency_threads=(1, 2), latency_repeats=7, retest=False, skip_untrained=False, command=None):
+    """Train, test and time every member of a family (``family_options``); returns the study's result (JSON-able).
+
+    ``overrides`` ({dotted key: value}) change the recipe for every member and ``name`` renames it (both, or
+    neither); ``jobs`` members are trained side by side (``threads`` OpenMP threads each). With ``skip_untrained``
+    nothing is trained: members without a finished model (``net_g_latest.pth``) are left out of the tables and
+    listed under ``untrained`` (for a look at a family still training elsewhere).
+    """
+    if overrides and not name:
+        raise ValueError('A recipe changed with --set needs its own study name (--name), so that its networks are '
+                         'not mistaken for those of the unchanged recipe.')
+    plain = load_options(plain_path)
+    if overrides:
+        plain = derive_ablation(plain, 'x', overrides)
+    if name:
+        plain['name'] = name
+    check_study_inputs(plain, plain_path, benchmark_root, sets)
+    opts = family_options(plain, widths, ms3_widths, seeds, ms3_options, interaction, ms3_tag)
+    untrained = [o['name'] for o in opts if not osp.isfile(model_path(o))]
+    if skip_untrained:
+        opts = [o for o in opts if osp.isfile(model_path(o))]
+        if not opts:
+            raise FileNotFoundError(f"No member of {plain['name']} has finished training (--skip-untrained).")
+    work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(lambda o: train_and_test(o, work_dir, benchmark_root, sets, threads, retest), opts))
+    networks = {config_key(o): o['network_g'] for o in opts}
+    latency, formats = measure_latency(networks, latency_size, latency_threads, repeats=latency_repeats)
+    members = []
+    for opt, row in zip(opts, rows):
+        key = config_key(opt)
+        members.append(dict(row, key=key, seed=opt['manual_seed'], width=opt['network_g']['num_feat'],
+                            latency_ms=latency[key]))
+    configs = aggregate(members, sets)
+    for c in configs:
+        c['latency_format'] = formats[c['key']]
+    frontier_distances(configs, sets, latency_threads)
+    study = plain['name'] + '_frontier' + (f'_{ms3_tag}' if ms3_tag else '')
+    return dict(study=study, plain_options=osp.relpath(osp.abspath(plain_path), REPO_ROOT),
+                recipe_overrides=overrides or {}, ms3_options=ms3_options or {}, interaction=interaction,
+                task=task_of(plain), scale=plain['scale'], budget=budget_of(plain), sets=list(sets),
+                seeds=list(seeds), complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}',
+                latency=dict(input=f'1x3x{latency_size}x{latency_size}', threads=list(latency_threads),
+                             repeats=latency_repeats, machine=platform.processor() or platform.machine(),
+                             torch=torch.__version__),
+                command=command, members=members, configs=configs, untrained=untrained if skip_untrained else [])
+
+
+def _fmt_summary(s, signed=False):
+    if s is None:
+        return 'outside'
+    fmt = '{:+.2f}' if signed else '{:.2f}'
+    text = fmt.format(s['mean'])
+    return text + (f" [{fmt.format(s['min'])}, {fmt.format(s['max'])}]" if s['n'] > 1 else '')
+
+
+def markdown(result):
+    """The study's table: one row per network, PSNR mean [min, max] over seeds, distances to the plain line."""
+    sets, threads, budget = result['sets'], result['latency']['threads'], result['budget']
+    ref = max((c for c in result['configs'] if c['n_scales'] == 1), key=lambda c: c['macs'])
+    lines = [
+        f"**{result['study']}** — {result['task']}" + (f" ×{result['scale']}" if result['task'] == 'sr' else '') +
+        f"; every network: {budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
+        f"Adam {budget['lr']:g} + {budget['scheduler']}, tested weights `{budget['tested_weights']}`, data "
+        f"{budget['dataset']}; seeds {', '.join(map(str, result['seeds']))}"
+        + (f"; MS³ options {result['ms3_options']}" if result['ms3_options'] else '') + '.',
+        '',
+        f"Command: `{result['command']}`",
+        '',
+        f"PSNR on Y: mean over seeds [min, max]; 'mean' is the mean of {' / '.join(sets)}. ΔPSNR: the network's "
+        f"mean PSNR minus the plain line's at the same multiply-adds or the same latency (interpolated between plain "
+        f"widths in log cost), per seed, mean [min, max]; 'outside' = beyond the plain widths' range. Latency: "
+        f"{result['latency']['input']}, batch 1, median of {result['latency']['repeats']} interleaved rounds, fastest "
+        f"memory format, {result['latency']['machine']}, torch {result['latency']['torch']}. Ratios are against the "
+        f"widest plain network ({ref['key']}).",
+        '',
+        '| Network | Params | Mult-adds (' + result['complexity_input'] + ') | ' +
+        ' | '.join(f'Latency {t} thr (ms)' for t in threads) + ' | ' + ' | '.join(f'{s} PSNR' for s in sets) +
+        ' | mean PSNR | ΔPSNR @ equal MACs | ' + ' | '.join(f'ΔPSNR @ equal latency {t} thr' for t in threads) + ' |',
+        '|---|---:|---:|' + '---:|' * len(threads) + '---:|' * len(sets) + '---:|---:|' + '---:|' * len(threads),
+    ]
+    for c in result['configs']:
+        label = ('plain' if c['n_scales'] == 1 else f"MS³ n={c['n_scales']}") + f", {c['width']} ch"
+        ms3 = c['n_scales'] > 1
+        lines.append(
+            f"| {label} | {c['params']:,} ({100 * c['params'] / ref['params']:.0f}%) | {c['macs'] / 1e9:.2f} G "
+            f"({100 * c['macs'] / ref['macs']:.0f}%) | " +
+            ' | '.join(f"{c['latency_ms'][t]:.0f}" for t in threads) + ' | ' +
+            ' | '.join(_fmt_summary(c['psnr'][s]) for s in sets) + f" | {_fmt_summary(c['psnr'][PSNR_MEAN])} | " +
+            (_fmt_summary(c['delta_macs'][PSNR_MEAN], signed=True) if ms3 else '–') + ' | ' +
+            ' | '.join(_fmt_summary(c['delta_latency'][t][PSNR_MEAN], signed=True) if ms3 else '–' for t in threads)
+            + ' |')
+    if result.get('untrained'):
+        lines += ['', f"Not in the table (training not finished): {', '.join(result['untrained'])}."]
+    return '\n'.join(lines) + '\n'
+
+
+def plot(result, path):
+    """Mean PSNR against multiply-adds and against latency (one panel per thread count): the plain widths joined
+    into the frontier, each network with its seeds' range, MS³ points labelled with their distance."""
+    require('matplotlib', 'study').use('Agg')
+    plt = require('matplotlib.pyplot', 'study')
+    threads = result['latency']['threads']
+    panels = [('macs', None, f"multiply-adds, G ({result['complexity_input']})")] + [
+        ('latency', t, f"latency, ms ({result['latency']['input']}, {t} thread{'s' if t > 1 else ''})")
+        for t in threads]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+    markers = {1: 'o', 2: 's', 3: '^', 4: 'D'}
+    for ax, (kind, t, xlabel) in zip(axes[0], panels):
+        for n in sorted({c['n_scales'] for c in result['configs']}):
+            group = [c for c in result['configs'] if c['n_scales'] == n]
+            xs = [c['macs'] / 1e9 if kind == 'macs' else c['latency_ms'][t] for c in group]
+            ys = [c['psnr'][PSNR_MEAN]['mean'] for c in group]
+            low = [c['psnr'][PSNR_MEAN]['mean'] - c['psnr'][PSNR_MEAN]['min'] for c in group]
+            high = [c['psnr'][PSNR_MEAN]['max'] - c['psnr'][PSNR_MEAN]['mean'] for c in group]
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            ax.errorbar([xs[i] for i in order], [ys[i] for i in order], yerr=[[low[i] for i in order],
+                        [high[i] for i in order]], marker=markers.get(n, 'o'), capsize=3,
+                        linestyle='-' if n == 1 else ':', label='plain (frontier)' if n == 1 else f'MS³ n={n}')
+            for c, x, y in zip(group, xs, ys):
+                text = f"{c['width']}"
+                if n > 1:
+                    delta = c['delta_macs'][PSNR_MEAN] if kind == 'macs' else c['delta_latency'][t][PSNR_MEAN]
+                    text += f" ({delta['mean']:+.2f} dB)" if delta else ' (outside)'
+                ax.annotate(text, (x, y), textcoords='offset points', xytext=(5, -12 if n > 1 else 5), fontsize=8)
+        ax.set_xscale('log')
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, which='both')
+    axes[0][0].set_ylabel(f"PSNR on Y, mean of {' / '.join(result['sets'])} (dB)")
+    axes[0][0].legend(fontsize=8, loc='lower right')
+    budget = result['budget']
+    fig.suptitle(f"{result['study']}: {budget['iterations']} iterations, seeds {', '.join(map(str, result['seeds']))}"
+                 " (bars: min–max over seeds; labels: width, ΔPSNR to the plain line)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def learning_curve(results):
+    """{network key: {iterations: seed_summary of mean PSNR}} over several frontier results of one family trained
+    for different numbers of iterations, and the distance of each MS³ network to the plain line at each budget."""
+    curve = {}
+    for result in sorted(results, key=lambda r: r['budget']['iterations']):
+        iters = result['budget']['iterations']
+        for c in result['configs']:
+            entry = curve.setdefault(c['key'], dict(n_scales=c['n_scales'], width=c['width'], macs=c['macs'],
+                                                    psnr={}, delta_macs={}))
+            entry['psnr'][iters] = c['psnr'][PSNR_MEAN]
+            if c['n_scales'] > 1:
+                entry['delta_macs'][iters] = c['delta_macs'][PSNR_MEAN]
+    return curve
+
+
+def parse_ms3_widths(texts):
+    """``['2:64,90', '3:84']`` → ``{2: [64, 90], 3: [84]}``."""
+    widths = {}
+    for text in texts:
+        n, sep, body = text.partition(':')
+        try:
+            widths[int(n)] = [int(w) for w in body.split(',')]
+            if not sep or int(n) < 2 or not widths[int(n)]:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--ms3 takes '<n_scales>:<width>[,<width>...]' with n_scales >= 2, got {text!r}.")
+    return widths
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m msconv_plugin.frontier', description=__doc__.split('\n')[0])
+    parser.add_argument('--opt', required=True, help="the plain network's BasicSR training options (the recipe)")
+    parser.add_argument('--widths', type=int, nargs='*', default=[32, 46, 64], help='plain widths (num_feat)')
+    parser.add_argument('--ms3', action='append', default=[], metavar='N:W[,W...]',
+                        help="MS³ conversions with N scales at widths W (repeatable), e.g. --ms3 2:64,90")
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--ms3-options', default='', metavar='KEY=VALUE[,...]',
+                        help="network options of every converted network, e.g. cross_scale_init=0,upsample=bilinear")
+    parser.add_argument('--ms3-tag', help='added to the converted networks\' names (variants of --ms3-options)')
+    parser.add_argument('--interaction', default='adjacent', choices=('adjacent', 'full'))
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE[,...]',
+                        help='change the recipe for every member (dotted keys, e.g. train.optim_g.lr=2e-4); '
+                        'needs --name')
+    parser.add_argument('--name', help="the recipe's name (default: the option file's name)")
+    parser.add_argument('--benchmark-root', default=DEFAULT_BENCHMARK_ROOT, help='folder holding the test sets')
+    parser.add_argument('--sets', nargs='+', default=list(TEST_SETS))
+    parser.add_argument('--threads', type=int, default=1, help='OMP threads per training/test process')
+    parser.add_argument('--jobs', type=int, default=1, help='members trained side by side')
+    parser.add_argument('--latency-size', type=int, default=128, help='LR side of the timed input')
+    parser.add_argument('--latency-threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--latency-repeats', type=int, default=7)
+    parser.add_argument('--retest', action='store_true', help='test every network again, even when unchanged')
+    parser.add_argument('--skip-untrained', action='store_true',
+                        help='train nothing; leave out the members whose training has not finished')
+    parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where results are written')
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    overrides = {}
+    for text in args.set:
+        overrides.update(parse_overrides(text))
+    result = run(args.opt, args.widths, parse_ms3_widths(args.ms3), args.seeds,
+                 parse_overrides(args.ms3_options) if args.ms3_options else None, args.interaction, args.ms3_tag,
+                 overrides, args.name, args.benchmark_root, args.sets, args.threads, args.jobs, args.latency_size,
+                 args.latency_threads, args.latency_repeats, args.retest, args.skip_untrained,
+                 command='python -m msconv_plugin.frontier ' + ' '.join(args.argv))
+    os.makedirs(args.out, exist_ok=True)
+    stem = osp.join(args.out, result['study'])
+    with open(stem + '.json', 'w') as f:
+        json.dump(result, f, indent=2)
+    table = markdown(result)
+    with open(stem + '.md', 'w') as f:
+        f.write(table)
+    plot(result, stem + '.png')
+    print(table)
+    print(f'Written: {stem}.json, .md, .png')
+    return result
+
+
+if __name__ == '__main__':
+    main()

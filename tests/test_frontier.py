@@ -1,0 +1,135 @@
+"""msconv_plugin.frontier: the plain line, distances to it, seed summaries, and a real tiny family."""
+import glob
+import json
+import math
+import os
+import os.path as osp
+import shutil
+
+import cv2
+import pytest
+
+from msconv_plugin import frontier
+from tests.test_quality_study import REPO, needs_shared, tiny_plain_options
+
+
+def test_interpolation_is_linear_in_log_cost_and_never_extrapolates():
+    line = [(4.0, 30.0), (1.0, 28.0), (2.0, 29.0)]  # unsorted on purpose
+    assert frontier.interpolate(line, 1.0) == 28.0 and frontier.interpolate(line, 4.0) == 30.0
+    assert frontier.interpolate(line, 2.0) == 29.0
+    assert frontier.interpolate(line, math.sqrt(2)) == pytest.approx(28.5)  # half-way in log cost
+    assert frontier.interpolate(line, 3.0) == pytest.approx(29 + math.log(1.5) / math.log(2))
+    assert frontier.interpolate(line, 0.99) is None and frontier.interpolate(line, 4.01) is None
+    assert frontier.interpolate([], 1.0) is None
+
+
+def test_seed_summary():
+    assert frontier.seed_summary([1.0, 3.0, 2.0]) == dict(mean=2.0, min=1.0, max=3.0, spread=2.0, n=3)
+    assert frontier.seed_summary([None, 5.0]) == dict(mean=5.0, min=5.0, max=5.0, spread=0.0, n=1)
+    assert frontier.seed_summary([None]) is None
+
+
+def member(key, seed, n, width, macs, psnr, latency):
+    return dict(key=key, seed=seed, n_scales=n, width=width, params=width * 10, macs=macs, latency_ms=latency,
+                metrics={'A': dict(psnr=psnr), 'B': dict(psnr=psnr + 1)})
+
+
+def test_distances_to_a_hand_made_frontier():
+    """Plain widths at 1 and 4 G (30 and 32 dB, 10 and 40 ms); an MS³ network at 2 G and 20 ms whose two seeds
+    reach 31.5 and 31.7 dB: the line gives 31 dB at 2 G (half-way in log cost) and 31 dB at 20 ms."""
+    members = [member('plain f32', s, 1, 32, 1e9, 30.0 + d, {1: 10.0}) for s, d in ((0, -0.1), (1, 0.1))]
+    members += [member('plain f64', s, 1, 64, 4e9, 32.0, {1: 40.0}) for s in (0, 1)]
+    members += [member('n2 f64', s, 2, 64, 2e9, p, {1: 20.0}) for s, p in ((0, 31.5), (1, 31.7))]
+    members += [member('n2 f90', 0, 2, 90, 5e9, 33.0, {1: 45.0})]  # costlier than the widest plain network
+    configs = frontier.frontier_distances(frontier.aggregate(members, ['A', 'B']), ['A', 'B'], threads=[1])
+    by_key = {c['key']: c for c in configs}
+    assert [c['key'] for c in configs] == ['plain f32', 'plain f64', 'n2 f64', 'n2 f90']
+    assert by_key['plain f32']['psnr']['A'] == pytest.approx(dict(mean=30.0, min=29.9, max=30.1, spread=0.2, n=2))
+    assert by_key['plain f32']['psnr']['mean']['mean'] == pytest.approx(30.5)  # mean of A and B
+    n2 = by_key['n2 f64']
+    assert n2['delta_macs']['A'] == pytest.approx(dict(mean=0.6, min=0.5, max=0.7, spread=0.2, n=2))
+    assert n2['delta_macs']['mean']['mean'] == pytest.approx(0.6)
+    assert n2['delta_latency'][1]['A'] == pytest.approx(dict(mean=0.6, min=0.5, max=0.7, spread=0.2, n=2))
+    assert by_key['n2 f90']['delta_macs']['A'] is None  # outside the plain line: no extrapolation
+    assert 'delta_macs' not in by_key['plain f64']
+
+
+def test_family_members_and_names():
+    plain = dict(name='EDSR_x2_recipe', manual_seed=0, network_g=dict(type='EDSR', num_feat=64, upscale=2))
+    opts = frontier.family_options(plain, [32, 64], {2: [90]}, [0, 1], dict(cross_scale_init=0), ms3_tag='c0')
+    assert [o['name'] for o in opts] == [
+        'EDSR_x2_recipe_f32-s0', 'EDSR_x2_recipe_f64-s0', 'MS3EDSR_x2_recipe_n2-c0_f90-s0',
+        'EDSR_x2_recipe_f32-s1', 'EDSR_x2_recipe_f64-s1', 'MS3EDSR_x2_recipe_n2-c0_f90-s1']
+    assert [(o['network_g']['num_feat'], o['manual_seed']) for o in opts] == [
+        (32, 0), (64, 0), (90, 0), (32, 1), (64, 1), (90, 1)]
+    ms3 = opts[2]['network_g']
+    assert ms3['type'] == 'MS3EDSR' and ms3['n_scales'] == 2 and ms3['cross_scale_init'] == 0
+    assert [frontier.config_key(o) for o in opts[:3]] == ['plain f32', 'plain f64', 'n2 f90']
+    assert plain == dict(name='EDSR_x2_recipe', manual_seed=0, network_g=dict(type='EDSR', num_feat=64, upscale=2))
+
+
+@pytest.mark.parametrize('text', ['2', '1:64', '2:', 'x:64', '2:6a'])
+def test_bad_ms3_widths_are_refused(text):
+    with pytest.raises(ValueError, match='--ms3'):
+        frontier.parse_ms3_widths([text])
+
+
+@pytest.fixture
+def family_name(tmp_path):
+    """A recipe name unique to this test; what BasicSR wrote for its members in the repository is removed after."""
+    name = f'EDSR_tinyfrontier_{tmp_path.name}'
+    yield name
+    for pattern in (f'experiments/*{name}*', f'experiments/quality_study/*{name}*', f'results/*{name}*'):
+        for path in glob.glob(osp.join(REPO, pattern)):
+            shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
+
+
+@pytest.mark.slow
+@needs_shared
+def test_a_tiny_family_is_trained_tested_timed_and_placed_against_the_plain_line(tmp_path, family_name):
+    """Two plain widths and one MS³ width, two seeds each, 4 iterations, through BasicSR's entry points."""
+    opt_path = tiny_plain_options(tmp_path, family_name)
+    out = tmp_path / 'out'
+    argv = ['--opt', opt_path, '--widths', '8', '16', '--ms3', '2:16', '--seeds', '0', '1', '--sets', 'Set5',
+            '--ms3-options', 'cross_scale_init=0', '--latency-size', '16', '--latency-threads', '1',
+            '--latency-repeats', '1', '--out', str(out)]
+    result = frontier.main(argv)
+    assert [m['name'] for m in result['members']] == [
+        f'{family_name}_f8-s0', f'{family_name}_f16-s0', f'MS3{family_name}_n2_f16-s0',
+        f'{family_name}_f8-s1', f'{family_name}_f16-s1', f'MS3{family_name}_n2_f16-s1']
+    for m in result['members']:
+        log = open(glob.glob(osp.join(REPO, 'experiments', m['name'], 'train_*.log'))[0]).read()
+        assert 'iter:       4,' in log and f"manual_seed: {m['seed']}" in log
+        assert 10 < m['metrics']['Set5']['psnr'] < 50 and m['latency_ms'][1] > 0
+    assert result['members'][2]['network_g']['cross_scale_init'] == 0
+    configs = {c['key']: c for c in result['configs']}
+    assert list(configs) == ['plain f8', 'plain f16', 'n2 f16']
+    n2 = configs['n2 f16']
+    per_seed = [m['metrics']['Set5']['psnr'] for m in result['members'] if m['key'] == 'n2 f16']
+    assert n2['psnr']['Set5']['mean'] == pytest.approx(sum(per_seed) / 2) and n2['psnr']['Set5']['n'] == 2
+    assert configs['plain f8']['macs'] < n2['macs'] < configs['plain f16']['macs']  # inside the plain line
+    line = [(configs[k]['macs'], configs[k]['psnr']['Set5']['mean']) for k in ('plain f8', 'plain f16')]
+    expected = [p - frontier.interpolate(line, n2['macs']) for p in per_seed]
+    assert n2['delta_macs']['Set5']['mean'] == pytest.approx(sum(expected) / 2)
+    assert n2['delta_macs']['Set5']['min'] == pytest.approx(min(expected))
+    assert set(n2['delta_latency'][1]) == {'Set5', 'mean'}
+
+    saved = json.loads((out / f'{family_name}_frontier.json').read_text())
+    assert saved['configs'][2]['delta_macs'] == json.loads(json.dumps(n2['delta_macs']))
+    assert [m['seed'] for m in saved['members']] == [0, 0, 0, 1, 1, 1]
+    table = (out / f'{family_name}_frontier.md').read_text()
+    assert '| MS³ n=2, 16 ch |' in table and 'python -m msconv_plugin.frontier --opt' in table
+    png = cv2.imread(str(out / f'{family_name}_frontier.png'))
+    assert png is not None and png.shape[1] > 300
+
+    # Run again with one more width while nothing may train: the trained members are reused, the new one listed.
+    again = frontier.main(argv[:4] + ['24'] + argv[4:] + ['--skip-untrained'])
+    assert again['untrained'] == [f'{family_name}_f24-s0', f'{family_name}_f24-s1']
+    assert [c['key'] for c in again['configs']] == ['plain f8', 'plain f16', 'n2 f16']
+    assert again['configs'][2]['psnr'] == json.loads(json.dumps(n2['psnr']))
+    assert 'training not finished' in (out / f'{family_name}_frontier.md').read_text()
+
+
+def test_a_changed_recipe_needs_its_own_name(tmp_path):
+    with pytest.raises(ValueError, match='--name'):
+        frontier.run(str(tmp_path / 'x.yml'), [8], {}, [0], overrides={'train.optim_g.lr': 1e-3})
