@@ -48,8 +48,9 @@ def hand_to_auto(state_dict, fuse):
     return convert_plain_state_dict(state_dict, [(r'^fuse\.', f'{fuse}.')])
 
 
-@pytest.mark.parametrize('name,n_scales,interaction',
-                         list(itertools.product(ORACLE, [2, 3], ['adjacent', 'full'])))
+@pytest.mark.parametrize('name,n_scales,interaction', [
+    pytest.param(*case, marks=() if case[1:] == (2, 'adjacent') else pytest.mark.slow)  # fast tier: n=2 adjacent
+    for case in itertools.product(ORACLE, [2, 3], ['adjacent', 'full'])])
 def test_oracle_matches_the_hand_written_network(name, n_scales, interaction):
     plain_type, hand_type, kwargs, hand_kwargs, split, fuse = ORACLE[name]
     torch.manual_seed(0)

@@ -3,9 +3,12 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_model_complexity_json(tmp_path):
     out = tmp_path / 'complexity.json'
     cmd = [

@@ -131,6 +131,7 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     assert export_onnx.check(net, path, (23, 17)) < 1e-4
 
 
+@pytest.mark.slow
 def test_two_iterations_through_the_training_command(tmp_path):
     """options/train/MS3Auto/train_MS3Auto_RCAN_x2.yml as shipped but for a tiny RCAN, the data and the length:
     ``python -m msconv_plugin.train`` trains 2 iterations, validates and saves a checkpoint that loads."""

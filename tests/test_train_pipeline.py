@@ -45,6 +45,7 @@ def _distinct_networks():
     return [pytest.param(*value, id=value[2][0]) for value in networks.values()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('network_g,scale,paths', _distinct_networks())
 def test_option_networks_build_at_full_size(network_g, scale, paths):
     """tests/test_option_files.py runs every file with tiny networks; here each network is built as shipped."""

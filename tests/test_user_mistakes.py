@@ -384,6 +384,7 @@ def _cli(*args, env=None):
                           env={**os.environ, 'PYTHONPATH': REPO, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     args = ['-m', 'msconv_plugin.inference', '-i', tmp_path / 'missing.png', '-o', tmp_path / 'out', '--model', 'X']
     plain = _cli(*args)
