@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from basicsr.archs import build_network
 
+from .cli import run as run_cli
 from .benchmark import FORMATS, interleaved_medians, make_calls
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
@@ -396,4 +397,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))
