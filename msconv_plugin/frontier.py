@@ -34,20 +34,8 @@ from basicsr.archs import build_network
 from .benchmark import FORMATS, interleaved_medians, make_calls
 from .cli import run as run_cli
 from .extras import require
-from .study import (
-    COMPLEXITY_SIZE,
-    DEFAULT_BENCHMARK_ROOT,
-    REPO_ROOT,
-    TEST_SETS,
-    budget_of,
-    check_study_inputs,
-    derive_ablation,
-    derive_options,
-    load_options,
-    parse_overrides,
-    task_of,
-    train_and_test,
-)
+from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
+                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test)
 
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
 
