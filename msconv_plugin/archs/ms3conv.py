@@ -32,7 +32,6 @@ Choices the patent leaves open (all documented in the README):
 """
 import math
 import re
-from functools import partial
 
 import torch
 from basicsr.archs.arch_util import default_init_weights
@@ -125,6 +124,66 @@ def upsample(x, times, mode='nearest'):
     return x
 
 
+def add_upsampled_(x, y, times, mode='nearest'):
+    """``x += upsample(y, times, mode)``, in place; returns ``x``.
+
+    Nearest on a channels_last ``x`` (whose size is ``2**times`` times ``y``'s): one broadcast addition into ``x``
+    seen as blocks of 2^times × 2^times, without building the enlarged copy of ``y`` — the same numbers (every
+    element of a block gains the same value of ``y``) at a fraction of the time. Otherwise upsample, then add.
+    """
+    if mode == 'nearest' and x.is_contiguous(memory_format=torch.channels_last):
+        factor = 2**times
+        n, c, h, w = y.shape
+        x.view(n, c, h, factor, w, factor).add_(y[:, :, :, None, :, None])
+        return x
+    return x.add_(upsample(y, times, mode))
+
+
+class _ConvRecomputingInputs(torch.autograd.Function):
+    """``conv2d(*prepare(*sources), bias)`` keeping only ``sources`` for backward, which rebuilds from them the
+    convolution's input and weight (``prepare``: cheap work, pooling and stacking kernels).
+
+    The sources (branch features, parameters) are kept anyway, so the pooled copies and stacked kernels cost no
+    memory between forward and backward. Backward runs the convolution's own backward on the rebuilt tensors and
+    autograd through ``prepare``: the gradients are those of the plain composition, no convolution is repeated.
+    """
+
+    @staticmethod
+    def forward(ctx, prepare, padding, bias, *sources):
+        ctx.prepare, ctx.padding = prepare, padding
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        ctx.save_for_backward(*sources)
+        x, weight = prepare(*sources)
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sources = [s.detach().requires_grad_(need) for s, need in zip(ctx.saved_tensors, ctx.needs_input_grad[3:])]
+        with torch.enable_grad():
+            x, weight = ctx.prepare(*sources)
+        grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x, weight, ctx.bias_sizes, [1, 1], [ctx.padding] * 2, [1, 1], False, [0, 0], 1,
+            [x.requires_grad, weight.requires_grad, ctx.needs_input_grad[2]])
+        built = [(t, g) for t, g in ((x, grad_x), (weight, grad_weight)) if t.requires_grad]
+        wanted = [s for s in sources if s.requires_grad]
+        grads = iter(torch.autograd.grad([t for t, _ in built], wanted, [g for _, g in built], allow_unused=True)
+                     if built and wanted else [])
+        return (None, None, grad_bias, *(next(grads) if s.requires_grad else None for s in sources))
+
+
+def conv2d_of(prepare, sources, bias=None, padding=1, recompute=True):
+    """``F.conv2d(*prepare(*sources), bias, padding=padding)``.
+
+    With ``recompute`` and autograd recording, backward rebuilds ``prepare``'s tensors from ``sources`` instead
+    of keeping them (``_ConvRecomputingInputs``). Under ``torch.compile`` the plain composition is traced, and the
+    compiler decides itself what to recompute.
+    """
+    if recompute and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _ConvRecomputingInputs.apply(prepare, padding, bias, *sources)
+    x, weight = prepare(*sources)
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
 def branchwise(fn, xs):
     """Apply ``fn`` (an activation, a scaling…) to every branch."""
     return [fn(x) for x in xs]
@@ -210,6 +269,7 @@ class MS3Conv(nn.Module):
         self.downsample = downsample
         self.upsample = upsample
         self.merged = True  # False: run ``forward_reference`` (same result, one convolution per kernel)
+        self.recompute = True  # False: keep the pooled inputs and stacked kernels for backward (same gradients)
         padding = kernel_size // 2
         # One module, hence one weight tensor (and one bias), used at every scale.
         self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
@@ -245,45 +305,43 @@ class MS3Conv(nn.Module):
         At each scale i, the kernels that read branch i — the same-scale kernel and every kernel carrying branch i
         to a finer branch — run as ONE convolution with their weights stacked along the output channels; the
         kernels that bring finer branches to scale i run as one convolution over the concatenation of the
-        downsampled sources. Each finer branch is downsampled once per level (a pyramid), not once per kernel.
-        Wider convolutions use the CPU/GPU far better than many narrow ones. (Group convolutions take the
-        reference path: stacking grouped weights would interleave the groups.)
+        downsampled sources. Wider convolutions use the CPU/GPU far better than many narrow ones. Contributions
+        are summed in place into fresh convolution outputs (``add_upsampled_``), and the pooled inputs and stacked
+        weights are rebuilt in backward rather than kept (``conv2d_of``; ``self.recompute``). (Group convolutions
+        take the reference path: stacking grouped weights would interleave the groups.)
         """
         n, c_out = self.n_scales, self.same_scale.out_channels
-        conv = partial(F.conv2d, padding=self.same_scale.padding)
-        pyramids = [[x] for x in xs]  # pyramids[j][k]: branch j downsampled k times
-
-        def down(j, times):
-            while len(pyramids[j]) <= times:
-                pyramids[j].append(downsample(pyramids[j][-1], 1, self.downsample))
-            return pyramids[j][times]
-
+        padding, down_mode = self.same_scale.padding[0], self.downsample
         outs, lifted = [], []
         for i, x in enumerate(xs):
             finer_targets = [t for t in range(i) if i in cross_scale_sources(t, n, self.interaction)]
-            weight = torch.cat([self.same_scale.weight] +
-                               [self.cross_scale[f'{i + 1}to{t + 1}'].weight for t in finer_targets])
+            weights = [self.same_scale.weight] + [self.cross_scale[f'{i + 1}to{t + 1}'].weight for t in finer_targets]
             bias = self.same_scale.bias
-            if bias is not None and finer_targets:
-                bias = torch.cat([bias, bias.new_zeros(c_out * len(finer_targets))])
-            y = conv(x, weight, bias)
-            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, t in enumerate(finer_targets)]
+            if finer_targets:
+                if bias is not None:
+                    bias = torch.cat([bias, bias.new_zeros(c_out * len(finer_targets))])
+                y = conv2d_of(lambda x, *ws: (x, torch.cat(ws)), [x] + weights, bias, padding, self.recompute)
+                lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, t in enumerate(finer_targets)]
+            else:
+                y = F.conv2d(x, weights[0], bias, padding=padding)
 
             finer_sources = [j for j in cross_scale_sources(i, n, self.interaction) if j < i]
             if finer_sources:
-                inputs = [down(j, i - j) for j in finer_sources]
+                times = [i - j for j in finer_sources]
+
+                def pooled_and_stacked(*tensors, times=times):
+                    sources, ws = tensors[:len(times)], tensors[len(times):]
+                    pooled = [downsample(s, k, down_mode) for s, k in zip(sources, times)]
+                    return (torch.cat(pooled, 1), torch.cat(ws, 1)) if len(pooled) > 1 else (pooled[0], ws[0])
+
                 weights = [self.cross_scale[f'{j + 1}to{i + 1}'].weight for j in finer_sources]
-                if len(inputs) > 1:
-                    inputs, weights = [torch.cat(inputs, 1)], [torch.cat(weights, 1)]
-                outs.append(y[:, :c_out] + conv(inputs[0], weights[0]))
+                out = conv2d_of(pooled_and_stacked, [xs[j] for j in finer_sources] + weights, None, padding,
+                                self.recompute)
+                outs.append(out.add_(y[:, :c_out]))
             else:
-                outs.append(y[:, :c_out] if finer_targets else y)
+                outs.append(y)
         for t, times, contribution in lifted:
-            lifted_up = upsample(contribution, times, self.upsample)
-            if outs[t]._base is None:
-                outs[t] += lifted_up  # a fresh convolution output or sum: accumulate in place, no new tensor
-            else:
-                outs[t] = outs[t] + lifted_up  # a slice of a merged output: leave the other slices alone
+            add_upsampled_(outs[t], contribution, times, self.upsample)
         return outs
 
     def extra_repr(self):
@@ -314,7 +372,7 @@ class MS3Fuse(nn.Module):
         # upsampling then works on the smallest tensor possible.
         out = self.convs[-1](xs[-1])
         for conv, x in zip(reversed(self.convs[:-1]), reversed(xs[:-1])):
-            out = conv(x) + upsample(out, 1, self.upsample)
+            out = add_upsampled_(conv(x), out, 1, self.upsample)
         return out[..., :size[0], :size[1]]
 
 
@@ -391,6 +449,7 @@ def convert_plain_state_dict(state_dict, renames):
 
 __all__ = [
     'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'MS3Upsample', 'branchwise', 'add_scaled',
-    'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope', 'scale_cross_scale_init_',
-    'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params', 'convert_plain_state_dict'
+    'add_upsampled_', 'conv2d_of', 'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope',
+    'scale_cross_scale_init_', 'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params',
+    'convert_plain_state_dict'
 ]
