@@ -139,6 +139,21 @@ def add_upsampled_(x, y, times, mode='nearest'):
     return x.add_(upsample(y, times, mode))
 
 
+class _AvgPoolKeepingNoInput(torch.autograd.Function):
+    """``avg_pool2d(x, factor)`` of a tensor whose size divides by ``factor``, keeping nothing of ``x`` for backward,
+    which spreads each gradient evenly over its block: the numbers of ``avg_pool2d``'s own backward (the division
+    by a power of two is exact)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return F.avg_pool2d(x, factor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return F.interpolate(grad, scale_factor=ctx.factor, mode='nearest') / ctx.factor**2, None
+
+
 class _ConvRecomputingInputs(torch.autograd.Function):
     """``conv2d(*prepare(*sources), bias)`` keeping only ``sources`` for backward, which rebuilds from them the
     convolution's input and weight (``prepare``: cheap work, pooling and stacking kernels).
@@ -241,7 +256,13 @@ class MS3Split(nn.Module):
         if pad_h or pad_w:  # a padding of zero would still copy the features
             x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
         width = x.size(1) // self.n_scales
-        return [downsample(x[:, i * width:(i + 1) * width], i, self.downsample) for i in range(self.n_scales)]
+        branches = [x[:, i * width:(i + 1) * width] for i in range(self.n_scales)]
+        if self.downsample == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # Let backward keep the branches only, not all of x (which may feed a long skip until the fuse): a copy
+            # of the finest branch instead of a view into x, and pooling that keeps nothing of its input.
+            return [branches[0].clone()] + [_AvgPoolKeepingNoInput.apply(b, 2**i) for i, b in enumerate(branches)
+                                             if i > 0]
+        return [downsample(b, i, self.downsample) for i, b in enumerate(branches)]
 
 
 class MS3Conv(nn.Module):
