@@ -32,6 +32,7 @@ Choices the patent leaves open (all documented in the README):
 """
 import math
 import re
+from functools import partial
 
 import torch
 from basicsr.archs.arch_util import default_init_weights
@@ -134,7 +135,7 @@ def add_upsampled_(x, y, times, mode='nearest'):
     if mode == 'nearest' and x.is_contiguous(memory_format=torch.channels_last):
         factor = 2**times
         n, c, h, w = y.shape
-        x.view(n, c, h, factor, w, factor).add_(y[:, :, :, None, :, None])
+        x.view(n, c, h, factor, w, factor).add_(y.view(n, c, h, 1, w, 1))
         return x
     return x.add_(upsample(y, times, mode))
 
@@ -184,6 +185,20 @@ class _ConvRecomputingInputs(torch.autograd.Function):
         grads = iter(torch.autograd.grad([t for t, _ in built], wanted, [g for _, g in built], allow_unused=True)
                      if built and wanted else [])
         return (None, None, grad_bias, *(next(grads) if s.requires_grad else None for s in sources))
+
+
+def _stacked(x, *weights):
+    """``conv2d_of``'s preparation for kernels that read one input: stack them along the output channels."""
+    return x, torch.cat(weights)
+
+
+def _pooled_and_stacked(*tensors, times, mode):
+    """``conv2d_of``'s preparation for kernels that read finer branches: ``tensors`` are the branches, then one
+    kernel each; branch k is downsampled ``times[k]`` times, and branches and kernels concatenated along the input
+    channels."""
+    branches, weights = tensors[:len(times)], tensors[len(times):]
+    pooled = [downsample(b, k, mode) for b, k in zip(branches, times)]
+    return (torch.cat(pooled, 1), torch.cat(weights, 1)) if len(pooled) > 1 else (pooled[0], weights[0])
 
 
 def conv2d_of(prepare, sources, bias=None, padding=1, recompute=True):
@@ -300,6 +315,11 @@ class MS3Conv(nn.Module):
                 in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
             for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
         })
+        # forward_merged's plan, per coarser scale i: the kernels that lift branch i to finer branches t, and the
+        # kernels that bring finer branches j (each downsampled i−j times) to scale i.
+        sources = partial(cross_scale_sources, n_scales=n_scales, interaction=interaction)
+        self.plan = [([(t, f'{i + 1}to{t + 1}') for t in range(i) if i in sources(t)],
+                      [(j, f'{j + 1}to{i + 1}') for j in sources(i) if j < i]) for i in range(1, n_scales)]
 
     def forward(self, xs):
         if self.merged and self.n_scales > 1 and self.same_scale.groups == 1:
@@ -331,36 +351,19 @@ class MS3Conv(nn.Module):
         weights are rebuilt in backward rather than kept (``conv2d_of``; ``self.recompute``). (Group convolutions
         take the reference path: stacking grouped weights would interleave the groups.)
         """
-        n, c_out = self.n_scales, self.same_scale.out_channels
-        padding, down_mode = self.same_scale.padding[0], self.downsample
-        outs, lifted = [], []
-        for i, x in enumerate(xs):
-            finer_targets = [t for t in range(i) if i in cross_scale_sources(t, n, self.interaction)]
-            weights = [self.same_scale.weight] + [self.cross_scale[f'{i + 1}to{t + 1}'].weight for t in finer_targets]
-            bias = self.same_scale.bias
-            if finer_targets:
-                if bias is not None:
-                    bias = torch.cat([bias, bias.new_zeros(c_out * len(finer_targets))])
-                y = conv2d_of(lambda x, *ws: (x, torch.cat(ws)), [x] + weights, bias, padding, self.recompute)
-                lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, t in enumerate(finer_targets)]
-            else:
-                y = F.conv2d(x, weights[0], bias, padding=padding)
-
-            finer_sources = [j for j in cross_scale_sources(i, n, self.interaction) if j < i]
-            if finer_sources:
-                times = [i - j for j in finer_sources]
-
-                def pooled_and_stacked(*tensors, times=times):
-                    sources, ws = tensors[:len(times)], tensors[len(times):]
-                    pooled = [downsample(s, k, down_mode) for s, k in zip(sources, times)]
-                    return (torch.cat(pooled, 1), torch.cat(ws, 1)) if len(pooled) > 1 else (pooled[0], ws[0])
-
-                weights = [self.cross_scale[f'{j + 1}to{i + 1}'].weight for j in finer_sources]
-                out = conv2d_of(pooled_and_stacked, [xs[j] for j in finer_sources] + weights, None, padding,
-                                self.recompute)
-                outs.append(out.add_(y[:, :c_out]))
-            else:
-                outs.append(y)
+        c_out, padding = self.same_scale.out_channels, self.same_scale.padding[0]
+        weight, bias = self.same_scale.weight, self.same_scale.bias
+        outs, lifted = [F.conv2d(xs[0], weight, bias, padding=padding)], []
+        # Every coarser scale lifts to a finer one and receives from a finer one, in both interactions. Its bias
+        # goes with the kernels from finer branches, so that the stacked kernels need no stacked bias.
+        for i, (lifts, receives) in enumerate(self.plan, 1):
+            y = conv2d_of(_stacked, [xs[i], weight] + [self.cross_scale[key].weight for _, key in lifts], None,
+                          padding, self.recompute)
+            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, (t, _) in enumerate(lifts)]
+            prepare = partial(_pooled_and_stacked, times=[i - j for j, _ in receives], mode=self.downsample)
+            sources = [xs[j] for j, _ in receives] + [self.cross_scale[key].weight for _, key in receives]
+            out = conv2d_of(prepare, sources, bias, padding, self.recompute)
+            outs.append(out.add_(y[:, :c_out]))
         for t, times, contribution in lifted:
             add_upsampled_(outs[t], contribution, times, self.upsample)
         return outs
