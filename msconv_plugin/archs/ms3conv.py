@@ -264,12 +264,10 @@ class MS3Split(nn.Module):
             return [x]
         multiple = 2**(self.n_scales - 1)
         h, w = x.shape[-2:]
-        # Round up by floor division, not ``-h % multiple``: torch.compile with dynamic shapes cannot translate a
-        # modulo of symbolic sizes into the tensor arithmetic that interpolation's scales need (crash at the
-        # second input size).
-        pad_h, pad_w = -(-h // multiple) * multiple - h, -(-w // multiple) * multiple - w
-        if pad_h or pad_w:  # a padding of zero would still copy the features
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+        # Padded always, even by zero: a branch on the size would be frozen into traced or exported graphs. Rounded
+        # up by floor division, not ``-h % multiple``: torch.compile with dynamic shapes cannot translate a modulo
+        # of symbolic sizes into the tensor arithmetic that interpolation's scales need (crash at the 2nd size).
+        x = F.pad(x, (0, -(-w // multiple) * multiple - w, 0, -(-h // multiple) * multiple - h), mode='replicate')
         width = x.size(1) // self.n_scales
         branches = [x[:, i * width:(i + 1) * width] for i in range(self.n_scales)]
         if self.downsample == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
