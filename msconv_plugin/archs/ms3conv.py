@@ -264,10 +264,15 @@ class MS3Split(nn.Module):
             return [x]
         multiple = 2**(self.n_scales - 1)
         h, w = x.shape[-2:]
-        # Padded always, even by zero: a branch on the size would be frozen into traced or exported graphs. Rounded
-        # up by floor division, not ``-h % multiple``: torch.compile with dynamic shapes cannot translate a modulo
-        # of symbolic sizes into the tensor arithmetic that interpolation's scales need (crash at the 2nd size).
-        x = F.pad(x, (0, -(-w // multiple) * multiple - w, 0, -(-h // multiple) * multiple - h), mode='replicate')
+        # Rounded up by division of non-negative sizes, not ``-h % multiple``: torch.compile with dynamic shapes
+        # cannot translate a modulo of symbolic sizes into the tensor arithmetic that interpolation's scales need
+        # (crash at the 2nd size), and ONNX divides by truncation, which differs from floor division below zero.
+        pad_h = (h + multiple - 1) // multiple * multiple - h
+        pad_w = (w + multiple - 1) // multiple * multiple - w
+        # Eager skips a padding by zero (a copy, kept whole for backward); traced, exported and compiled graphs pad
+        # always, since a branch on the size would be frozen into them.
+        if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
         width = x.size(1) // self.n_scales
         branches = [x[:, i * width:(i + 1) * width] for i in range(self.n_scales)]
         if self.downsample == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
