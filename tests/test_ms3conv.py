@@ -256,3 +256,22 @@ def test_recomputing_backward_gives_the_same_gradients(net_type, n_scales):
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
         torch.testing.assert_close(grad, grads[1][name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_recomputing_backward_under_autocast():
+    """Under autocast (bfloat16 on the CPU) backward rebuilds the convolution's tensors in the forward's precision."""
+    net = _build('MS3EDSR', n_scales=2)
+    x = torch.rand(2, 3, 19, 13)
+    s2_layers = [m for m in net.modules() if isinstance(m, MS3Conv)]
+    grads = []
+    for recompute in (True, False):
+        for layer in s2_layers:
+            layer.recompute = recompute
+        net.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = net(x)
+        out.float().abs().mean().backward()
+        grads.append({name: p.grad.clone() for name, p in net.named_parameters()})
+    for name, grad in grads[0].items():
+        assert grad.dtype == torch.float32
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-3, atol=1e-5, msg=name)

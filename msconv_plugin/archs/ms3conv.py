@@ -177,6 +177,8 @@ class _ConvRecomputingInputs(torch.autograd.Function):
         sources = [s.detach().requires_grad_(need) for s, need in zip(ctx.saved_tensors, ctx.needs_input_grad[3:])]
         with torch.enable_grad():
             x, weight = ctx.prepare(*sources)
+            # Under autocast the forward convolution ran in the lower precision of its output (and gradient).
+            x, weight = x.to(grad.dtype), weight.to(grad.dtype)
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight, ctx.bias_sizes, [1, 1], [ctx.padding] * 2, [1, 1], False, [0, 0], 1,
             [x.requires_grad, weight.requires_grad, ctx.needs_input_grad[2]])
