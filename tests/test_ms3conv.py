@@ -192,3 +192,86 @@ def test_cross_scale_init_scales_only_the_cross_scale_kernels(net_type, n_scales
 def test_bad_cross_scale_init_is_refused(net_type, value):
     with pytest.raises(ValueError, match='cross_scale_init must be a finite number >= 0'):
         _build(net_type, cross_scale_init=value)
+
+
+def _saved_storages(fn):
+    """Data pointers of the storages autograd keeps for backward while ``fn`` runs."""
+    saved = set()
+
+    def pack(tensor):
+        saved.add(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = fn()
+    return saved, out
+
+
+@pytest.mark.parametrize('interaction', ['adjacent', 'full'])
+@pytest.mark.parametrize('n_scales', [2, 3])
+def test_backward_keeps_no_pooled_copy_or_stacked_kernel(n_scales, interaction):
+    """With ``recompute`` (the default) an S2 layer keeps only its inputs and parameters for backward; without it,
+    also the pooled inputs of the cross-scale kernels and the stacked kernels."""
+    torch.manual_seed(0)
+    layer = MS3Conv(4, 4, n_scales, interaction)
+    xs = [x.requires_grad_() for x in _multi_scale(n_scales, 4)]
+    allowed = {t.untyped_storage().data_ptr() for t in xs + list(layer.parameters())}
+    saved, _ = _saved_storages(lambda: layer(xs))
+    assert saved <= allowed
+    layer.recompute = False
+    saved, _ = _saved_storages(lambda: layer(xs))
+    assert saved - allowed
+
+
+@pytest.mark.parametrize('n_scales', [2, 3])
+def test_split_keeps_only_its_branches_for_backward(n_scales):
+    """Backward of the split does not hold the full-resolution input; its gradient is average pooling's."""
+    x = torch.randn(2, 4 * n_scales, 12, 8, requires_grad=True)
+    saved, branches = _saved_storages(lambda: MS3Split(n_scales)(x))
+    assert x.untyped_storage().data_ptr() not in saved
+    weights = [torch.randn_like(b) for b in branches]
+    grad, = torch.autograd.grad(sum((b * w).sum() for b, w in zip(branches, weights)), x)
+    expected = [F.avg_pool2d(x[:, 4 * i:4 * (i + 1)], 2**i) if i else x[:, :4] for i in range(n_scales)]
+    for b, e in zip(branches, expected):
+        torch.testing.assert_close(b, e, rtol=0, atol=0)
+    expected_grad, = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights)), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('n_scales', [2, 3])
+@pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
+def test_recomputing_backward_gives_the_same_gradients(net_type, n_scales):
+    """Rebuilding the pooled inputs and stacked kernels in backward changes no gradient (odd feature sizes: RRDBNet
+    ×2 pixel-unshuffles its input by 2 first)."""
+    net = _build(net_type, n_scales=n_scales)
+    x = torch.rand(2, 3, *((22, 14) if net_type == 'MS3RRDBNet' else (19, 13)))
+    s2_layers = [m for m in net.modules() if isinstance(m, MS3Conv)]
+    grads = []
+    for recompute in (True, False):
+        for layer in s2_layers:
+            layer.recompute = recompute
+        net.zero_grad()
+        net(x).abs().mean().backward()
+        grads.append({name: p.grad.clone() for name, p in net.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_recomputing_backward_under_autocast():
+    """Under autocast (bfloat16 on the CPU) backward rebuilds the convolution's tensors in the forward's precision."""
+    net = _build('MS3EDSR', n_scales=2)
+    x = torch.rand(2, 3, 19, 13)
+    s2_layers = [m for m in net.modules() if isinstance(m, MS3Conv)]
+    grads = []
+    for recompute in (True, False):
+        for layer in s2_layers:
+            layer.recompute = recompute
+        net.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = net(x)
+        out.float().abs().mean().backward()
+        grads.append({name: p.grad.clone() for name, p in net.named_parameters()})
+    for name, grad in grads[0].items():
+        assert grad.dtype == torch.float32
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-3, atol=1e-5, msg=name)

@@ -125,6 +125,97 @@ def upsample(x, times, mode='nearest'):
     return x
 
 
+def add_upsampled_(x, y, times, mode='nearest'):
+    """``x += upsample(y, times, mode)``, in place; returns ``x``.
+
+    Nearest on a channels_last ``x`` (whose size is ``2**times`` times ``y``'s): one broadcast addition into ``x``
+    seen as blocks of 2^times × 2^times, without building the enlarged copy of ``y`` — the same numbers (every
+    element of a block gains the same value of ``y``) at a fraction of the time. Otherwise upsample, then add.
+    """
+    if mode == 'nearest' and x.is_contiguous(memory_format=torch.channels_last):
+        factor = 2**times
+        n, c, h, w = y.shape
+        x.view(n, c, h, factor, w, factor).add_(y.view(n, c, h, 1, w, 1))
+        return x
+    return x.add_(upsample(y, times, mode))
+
+
+class _AvgPoolKeepingNoInput(torch.autograd.Function):
+    """``avg_pool2d(x, factor)`` of a tensor whose size divides by ``factor``, keeping nothing of ``x`` for backward,
+    which spreads each gradient evenly over its block: the numbers of ``avg_pool2d``'s own backward (the division
+    by a power of two is exact)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return F.avg_pool2d(x, factor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return F.interpolate(grad, scale_factor=ctx.factor, mode='nearest') / ctx.factor**2, None
+
+
+class _ConvRecomputingInputs(torch.autograd.Function):
+    """``conv2d(*prepare(*sources), bias)`` keeping only ``sources`` for backward, which rebuilds from them the
+    convolution's input and weight (``prepare``: cheap work, pooling and stacking kernels).
+
+    The sources (branch features, parameters) are kept anyway, so the pooled copies and stacked kernels cost no
+    memory between forward and backward. Backward runs the convolution's own backward on the rebuilt tensors and
+    autograd through ``prepare``: the gradients are those of the plain composition, no convolution is repeated.
+    """
+
+    @staticmethod
+    def forward(ctx, prepare, padding, bias, *sources):
+        ctx.prepare, ctx.padding = prepare, padding
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        ctx.save_for_backward(*sources)
+        x, weight = prepare(*sources)
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sources = [s.detach().requires_grad_(need) for s, need in zip(ctx.saved_tensors, ctx.needs_input_grad[3:])]
+        with torch.enable_grad():
+            x, weight = ctx.prepare(*sources)
+            # Under autocast the forward convolution ran in the lower precision of its output (and gradient).
+            x, weight = x.to(grad.dtype), weight.to(grad.dtype)
+        grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x, weight, ctx.bias_sizes, [1, 1], [ctx.padding] * 2, [1, 1], False, [0, 0], 1,
+            [x.requires_grad, weight.requires_grad, ctx.needs_input_grad[2]])
+        built = [(t, g) for t, g in ((x, grad_x), (weight, grad_weight)) if t.requires_grad]
+        wanted = [s for s in sources if s.requires_grad]
+        grads = iter(torch.autograd.grad([t for t, _ in built], wanted, [g for _, g in built], allow_unused=True)
+                     if built and wanted else [])
+        return (None, None, grad_bias, *(next(grads) if s.requires_grad else None for s in sources))
+
+
+def _stacked(x, *weights):
+    """``conv2d_of``'s preparation for kernels that read one input: stack them along the output channels."""
+    return x, torch.cat(weights)
+
+
+def _pooled_and_stacked(*tensors, times, mode):
+    """``conv2d_of``'s preparation for kernels that read finer branches: ``tensors`` are the branches, then one
+    kernel each; branch k is downsampled ``times[k]`` times, and branches and kernels concatenated along the input
+    channels."""
+    branches, weights = tensors[:len(times)], tensors[len(times):]
+    pooled = [downsample(b, k, mode) for b, k in zip(branches, times)]
+    return (torch.cat(pooled, 1), torch.cat(weights, 1)) if len(pooled) > 1 else (pooled[0], weights[0])
+
+
+def conv2d_of(prepare, sources, bias=None, padding=1, recompute=True):
+    """``F.conv2d(*prepare(*sources), bias, padding=padding)``.
+
+    With ``recompute`` and autograd recording, backward rebuilds ``prepare``'s tensors from ``sources`` instead
+    of keeping them (``_ConvRecomputingInputs``). Under ``torch.compile`` the plain composition is traced, and the
+    compiler decides itself what to recompute.
+    """
+    if recompute and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _ConvRecomputingInputs.apply(prepare, padding, bias, *sources)
+    x, weight = prepare(*sources)
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
 def branchwise(fn, xs):
     """Apply ``fn`` (an activation, a scaling…) to every branch."""
     return [fn(x) for x in xs]
@@ -175,9 +266,23 @@ class MS3Split(nn.Module):
             return [x]
         multiple = 2**(self.n_scales - 1)
         h, w = x.shape[-2:]
-        x = F.pad(x, (0, -w % multiple, 0, -h % multiple), mode='replicate')
+        # Rounded up by division of non-negative sizes, not ``-h % multiple``: torch.compile with dynamic shapes
+        # cannot translate a modulo of symbolic sizes into the tensor arithmetic that interpolation's scales need
+        # (crash at the 2nd size), and ONNX divides by truncation, which differs from floor division below zero.
+        pad_h = (h + multiple - 1) // multiple * multiple - h
+        pad_w = (w + multiple - 1) // multiple * multiple - w
+        # Eager skips a padding by zero (a copy, kept whole for backward); traced, exported and compiled graphs pad
+        # always, since a branch on the size would be frozen into them.
+        if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
         width = x.size(1) // self.n_scales
-        return [downsample(x[:, i * width:(i + 1) * width], i, self.downsample) for i in range(self.n_scales)]
+        branches = [x[:, i * width:(i + 1) * width] for i in range(self.n_scales)]
+        if self.downsample == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # Let backward keep the branches only, not all of x (which may feed a long skip until the fuse): a copy
+            # of the finest branch instead of a view into x, and pooling that keeps nothing of its input.
+            return [branches[0].clone()] + [_AvgPoolKeepingNoInput.apply(b, 2**i) for i, b in enumerate(branches)
+                                             if i > 0]
+        return [downsample(b, i, self.downsample) for i, b in enumerate(branches)]
 
 
 class MS3Conv(nn.Module):
@@ -205,6 +310,7 @@ class MS3Conv(nn.Module):
         self.downsample = downsample
         self.upsample = upsample
         self.merged = True  # False: run ``forward_reference`` (same result, one convolution per kernel)
+        self.recompute = True  # False: keep the pooled inputs and stacked kernels for backward (same gradients)
         padding = kernel_size // 2
         # One module, hence one weight tensor (and one bias), used at every scale.
         self.same_scale = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
@@ -214,6 +320,11 @@ class MS3Conv(nn.Module):
                 in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
             for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
         })
+        # forward_merged's plan, per coarser scale i: the kernels that lift branch i to finer branches t, and the
+        # kernels that bring finer branches j (each downsampled i−j times) to scale i.
+        sources = partial(cross_scale_sources, n_scales=n_scales, interaction=interaction)
+        self.plan = [([(t, f'{i + 1}to{t + 1}') for t in range(i) if i in sources(t)],
+                      [(j, f'{j + 1}to{i + 1}') for j in sources(i) if j < i]) for i in range(1, n_scales)]
 
     def forward(self, xs):
         if self.merged and self.n_scales > 1 and self.same_scale.groups == 1:
@@ -240,45 +351,26 @@ class MS3Conv(nn.Module):
         At each scale i, the kernels that read branch i — the same-scale kernel and every kernel carrying branch i
         to a finer branch — run as ONE convolution with their weights stacked along the output channels; the
         kernels that bring finer branches to scale i run as one convolution over the concatenation of the
-        downsampled sources. Each finer branch is downsampled once per level (a pyramid), not once per kernel.
-        Wider convolutions use the CPU/GPU far better than many narrow ones. (Group convolutions take the
-        reference path: stacking grouped weights would interleave the groups.)
+        downsampled sources. Wider convolutions use the CPU/GPU far better than many narrow ones. Contributions
+        are summed in place into fresh convolution outputs (``add_upsampled_``), and the pooled inputs and stacked
+        weights are rebuilt in backward rather than kept (``conv2d_of``; ``self.recompute``). (Group convolutions
+        take the reference path: stacking grouped weights would interleave the groups.)
         """
-        n, c_out = self.n_scales, self.same_scale.out_channels
-        conv = partial(F.conv2d, padding=self.same_scale.padding)
-        pyramids = [[x] for x in xs]  # pyramids[j][k]: branch j downsampled k times
-
-        def down(j, times):
-            while len(pyramids[j]) <= times:
-                pyramids[j].append(downsample(pyramids[j][-1], 1, self.downsample))
-            return pyramids[j][times]
-
-        outs, lifted = [], []
-        for i, x in enumerate(xs):
-            finer_targets = [t for t in range(i) if i in cross_scale_sources(t, n, self.interaction)]
-            weight = torch.cat([self.same_scale.weight] +
-                               [self.cross_scale[f'{i + 1}to{t + 1}'].weight for t in finer_targets])
-            bias = self.same_scale.bias
-            if bias is not None and finer_targets:
-                bias = torch.cat([bias, bias.new_zeros(c_out * len(finer_targets))])
-            y = conv(x, weight, bias)
-            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, t in enumerate(finer_targets)]
-
-            finer_sources = [j for j in cross_scale_sources(i, n, self.interaction) if j < i]
-            if finer_sources:
-                inputs = [down(j, i - j) for j in finer_sources]
-                weights = [self.cross_scale[f'{j + 1}to{i + 1}'].weight for j in finer_sources]
-                if len(inputs) > 1:
-                    inputs, weights = [torch.cat(inputs, 1)], [torch.cat(weights, 1)]
-                outs.append(y[:, :c_out] + conv(inputs[0], weights[0]))
-            else:
-                outs.append(y[:, :c_out] if finer_targets else y)
+        c_out, padding = self.same_scale.out_channels, self.same_scale.padding[0]
+        weight, bias = self.same_scale.weight, self.same_scale.bias
+        outs, lifted = [F.conv2d(xs[0], weight, bias, padding=padding)], []
+        # Every coarser scale lifts to a finer one and receives from a finer one, in both interactions. Its bias
+        # goes with the kernels from finer branches, so that the stacked kernels need no stacked bias.
+        for i, (lifts, receives) in enumerate(self.plan, 1):
+            y = conv2d_of(_stacked, [xs[i], weight] + [self.cross_scale[key].weight for _, key in lifts], None,
+                          padding, self.recompute)
+            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, (t, _) in enumerate(lifts)]
+            prepare = partial(_pooled_and_stacked, times=[i - j for j, _ in receives], mode=self.downsample)
+            sources = [xs[j] for j, _ in receives] + [self.cross_scale[key].weight for _, key in receives]
+            out = conv2d_of(prepare, sources, bias, padding, self.recompute)
+            outs.append(out.add_(y[:, :c_out]))
         for t, times, contribution in lifted:
-            lifted_up = upsample(contribution, times, self.upsample)
-            if outs[t]._base is None:
-                outs[t] += lifted_up  # a fresh convolution output or sum: accumulate in place, no new tensor
-            else:
-                outs[t] = outs[t] + lifted_up  # a slice of a merged output: leave the other slices alone
+            add_upsampled_(outs[t], contribution, times, self.upsample)
         return outs
 
     def extra_repr(self):
@@ -309,7 +401,7 @@ class MS3Fuse(nn.Module):
         # upsampling then works on the smallest tensor possible.
         out = self.convs[-1](xs[-1])
         for conv, x in zip(reversed(self.convs[:-1]), reversed(xs[:-1])):
-            out = conv(x) + upsample(out, 1, self.upsample)
+            out = add_upsampled_(conv(x), out, 1, self.upsample)
         return out[..., :size[0], :size[1]]
 
 
@@ -386,6 +478,7 @@ def convert_plain_state_dict(state_dict, renames):
 
 __all__ = [
     'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'MS3Upsample', 'branchwise', 'add_scaled',
-    'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope', 'scale_cross_scale_init_',
-    'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params', 'convert_plain_state_dict'
+    'add_upsampled_', 'conv2d_of', 'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope',
+    'scale_cross_scale_init_', 'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params',
+    'convert_plain_state_dict'
 ]

@@ -90,14 +90,15 @@ class MS3EDSR(nn.Module):
 
         x = (x - self.mean) * self.img_range
         x = self.conv_first(x)
+        # The first features are released as soon as they are last used (``x`` rebound), not at the end: the
+        # upsampler, where the training step peaks in memory, runs without them.
         if self.scope == 'trunk':
-            res = self.fuse(self.body(self.split(x)), size)
-            res += x
-            x = self.conv_last(self.upsample(res))
+            x = self.fuse(self.body(self.split(x)), size).add_(x)
+            x = self.conv_last(self.upsample(x))
         else:
-            feats = self.split(x)
-            res = add_scaled(feats, self.conv_after_body(self.body(feats)))
-            x = self.fuse(self.upsample(res), (size[0] * self.upscale, size[1] * self.upscale))
+            x = self.split(x)
+            x = add_scaled(x, self.conv_after_body(self.body(x)))
+            x = self.fuse(self.upsample(x), (size[0] * self.upscale, size[1] * self.upscale))
         x = x / self.img_range + self.mean
 
         return x
