@@ -19,9 +19,7 @@ updated with ``ms3_options`` (for example ``cross_scale_init: 0``).
 """
 import argparse
 import copy
-import json
 import math
-import os
 import os.path as osp
 import platform
 import statistics
@@ -35,7 +33,8 @@ from .benchmark import FORMATS, interleaved_medians, make_calls
 from .cli import run as run_cli
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
-                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test)
+                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test,
+                    write_result)
 
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
 
@@ -383,17 +382,7 @@ def main(argv=None):
                  overrides, args.name, args.benchmark_root, args.sets, args.threads, args.jobs, args.latency_size,
                  args.latency_threads, args.latency_repeats, args.retest, args.skip_untrained,
                  command='python -m msconv_plugin.frontier ' + ' '.join(args.argv))
-    os.makedirs(args.out, exist_ok=True)
-    stem = osp.join(args.out, result['study'])
-    with open(stem + '.json', 'w') as f:
-        json.dump(result, f, indent=2)
-    table = markdown(result)
-    with open(stem + '.md', 'w') as f:
-        f.write(table)
-    plot(result, stem + '.png')
-    print(table)
-    print(f'Written: {stem}.json, .md, .png')
-    return result
+    return write_result(result, args.out, markdown, plot)
 
 
 if __name__ == '__main__':

@@ -433,17 +433,22 @@ def plot(result, path):
     plt.close(fig)
 
 
-def run(args):
-    """``study(args)``, written to ``args.out`` as ``<study>.json``, ``.md`` and ``.png``; return the result."""
-    result = study(args)
-    os.makedirs(args.out, exist_ok=True)
-    stem = osp.join(args.out, result['study'])
+def write_result(result, out, to_markdown=None, to_plot=None):
+    """Write a study's ``result`` to ``out`` as ``<study>.json``, ``.md`` (``to_markdown``) and ``.png``
+    (``to_plot``; both default to this study's), print the table; return ``result``."""
+    os.makedirs(out, exist_ok=True)
+    stem = osp.join(out, result['study'])
     with open(stem + '.json', 'w') as f:
         json.dump(result, f, indent=2)
-    table = markdown(result)
+    table = (to_markdown or markdown)(result)
     with open(stem + '.md', 'w') as f:
         f.write(table)
-    plot(result, stem + '.png')
+    (to_plot or plot)(result, stem + '.png')
     print(table)
     print(f'Written: {stem}.json, .md, .png')
     return result
+
+
+def run(args):
+    """``study(args)``, written to ``args.out`` (``write_result``); return the result."""
+    return write_result(study(args), args.out)
