@@ -229,23 +229,22 @@ class _Converter:
     def module(self, node):
         return self.modules[node.target]
 
-    def descendants(self, node):
-        seen, todo = set(), list(node.users)
+    @staticmethod
+    def _reachable(node, next_nodes):
+        """Every node reached from ``node`` by following ``next_nodes`` (``node`` itself only through a cycle)."""
+        seen, todo = set(), list(next_nodes(node))
         while todo:
             n = todo.pop()
             if n not in seen:
                 seen.add(n)
-                todo.extend(n.users)
+                todo.extend(next_nodes(n))
         return seen
 
+    def descendants(self, node):
+        return self._reachable(node, lambda n: n.users)
+
     def ancestors(self, node):
-        seen, todo = set(), list(node.all_input_nodes)
-        while todo:
-            n = todo.pop()
-            if n not in seen:
-                seen.add(n)
-                todo.extend(n.all_input_nodes)
-        return seen
+        return self._reachable(node, lambda n: n.all_input_nodes)
 
     def find_conv(self, name, role, default):
         if name is None:
