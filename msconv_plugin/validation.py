@@ -35,7 +35,9 @@ import re
 
 from basicsr.utils import scandir
 
+from msconv_plugin.basicsr_fixes.errors import metric_min_size
 from msconv_plugin.cli import UserError
+from msconv_plugin.data.data_util import IMG_EXTENSIONS
 from msconv_plugin.experiment_lock import ExperimentLock
 from msconv_plugin.resume import resume_with_options
 
@@ -51,9 +53,6 @@ _WHOLE_NUMBERS = {
     'num_feat': 1, 'num_block': 1, 'upscale': 1, 'n_scales': 1
 }
 _ITERATION_COUNTS = {'total_iter': 1, 'val_freq': 1, 'print_freq': 1, 'save_checkpoint_freq': 1}
-_IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-# The smallest side each metric measures after crop_border (msconv_plugin.basicsr_fixes.errors refuses smaller outputs).
-_METRIC_MIN_SIZE = {'calculate_psnr': (1, 1), 'calculate_ssim': (11, 11), 'calculate_niqe': (96, 192)}
 
 
 class OptionError(UserError):
@@ -152,7 +151,7 @@ def _image_size(path):
 
 
 def _folder_images(folder, recursive):
-    return sorted(v for v in scandir(folder, recursive=recursive) if v.lower().endswith(_IMG_EXTENSIONS))
+    return sorted(v for v in scandir(folder, recursive=recursive) if v.lower().endswith(IMG_EXTENSIONS))
 
 
 def check_dataset(key, dataset_opt, opt):
@@ -232,11 +231,11 @@ def _check_training_set(where, name, dataset_opt, opt, sizes, count):
 def _check_validation_set(where, name, opt, sizes):
     problems = []
     for metric, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
-        needed = _METRIC_MIN_SIZE.get((metric_opt or {}).get('type'))
-        crop = (metric_opt or {}).get('crop_border', 0)
-        if needed is None or not isinstance(crop, int):
+        needed = metric_min_size(metric_opt)
+        if needed is None:
             continue
-        short, long = needed[0] + 2 * crop, needed[1] + 2 * crop
+        short, long = needed
+        crop = metric_opt.get('crop_border', 0)
         small = [f'{path} ({size[0]}x{size[1]})' for path, size in sizes
                  if size and (min(size) < short or max(size) < long)]
         if small:

@@ -18,6 +18,7 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
+from .basicsr_fixes.checkpoints import load_network_checkpoint
 from .basicsr_fixes.mismatch import describe_mismatch
 from .cli import UserError
 from .file_safety import sha256_of, verify_sha256
@@ -107,11 +108,12 @@ class WeightsMismatchError(UserError, RuntimeError):
 def load_weights(net, path, param_key=None):
     """Load a BasicSR checkpoint into ``net`` strictly; return the key used ('params_ema', 'params' or None).
 
-    Which weights: see ``checkpoint_state_dict``.
+    Which weights: see ``checkpoint_state_dict``. A truncated ``net_g_latest.pth`` (or ``net_g_<iter>.pth``) of an
+    experiment falls back, with a warning, to the newest complete checkpoint before it (``load_network_checkpoint``).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Weight file not found: {path}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint, path = load_network_checkpoint(path, weights_only=True)
     state_dict, param_key = checkpoint_state_dict(checkpoint, param_key, source=path)
     try:
         net.load_state_dict(state_dict, strict=True)
@@ -243,7 +245,7 @@ def run_test(opt, label, sets):
 
 def publish(args):
     train_opt = load_options(args.opt)
-    checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
+    checkpoint, _ = load_network_checkpoint(args.checkpoint, fallback=False, weights_only=True)  # publish that file
     state_dict, source_key = checkpoint_state_dict(checkpoint, args.param_key or tested_param_key(train_opt),
                                                    source=args.checkpoint)
     net_opt = dict(train_opt['network_g'])

@@ -256,6 +256,62 @@ def test_auto_resume_skips_a_state_whose_network_is_truncated(tmp_path, monkeypa
     assert torch.load(models / 'net_g_6.pth')['params']
 
 
+def _experiment_models(tmp_path, iterations=(2, 4)):
+    """``experiments/x/models`` holding ``net_g_<iter>.pth`` for ``iterations`` (distinct weights each) and a
+    truncated ``net_g_latest.pth``, as a run cut while writing it (or a copy cut short) leaves them."""
+    models = tmp_path / 'experiments' / 'x' / 'models'
+    models.mkdir(parents=True)
+    weights = {}
+    for iteration in iterations:
+        torch.manual_seed(iteration)
+        weights[iteration] = build_network(dict(EDSR)).state_dict()
+        torch.save({'params': weights[iteration]}, models / f'net_g_{iteration}.pth')
+    content = (models / f'net_g_{iterations[-1]}.pth').read_bytes()
+    (models / 'net_g_latest.pth').write_bytes(content[:len(content) // 2])
+    options = tmp_path / 'edsr.yml'
+    options.write_text(yaml.safe_dump(dict(scale=2, network_g=dict(EDSR))))
+    return models, weights, str(options)
+
+
+def _same(net, state_dict):
+    return all(torch.equal(value, state_dict[key]) for key, value in net.state_dict().items())
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, caplog):
+    from msconv_plugin.zoo import build_model
+
+    models, weights, options = _experiment_models(tmp_path)
+    net, _, info = build_model(str(models / 'net_g_latest.pth'), opt=options)  # inference and the demo
+    assert _same(net, weights[4]) and info['param_key'] == 'params'
+    assert (f'The network checkpoint {models}/net_g_latest.pth does not load (' in caplog.text
+            and f'using {models}/net_g_4.pth, the newest complete checkpoint of this network before it' in caplog.text)
+
+    (models / 'net_g_4.pth').write_bytes((models / 'net_g_4.pth').read_bytes()[:100])  # that one too: the one before
+    from tests.test_bad_input import build_model as build_sr_model  # BasicSR's model: test, pretrain_network_g
+    model = build_sr_model(dict(model_type='SRModel', scale=2, num_gpu=0, dist=False, is_train=False,
+                                network_g=dict(EDSR), path={'pretrain_network_g': str(models / 'net_g_latest.pth'),
+                                                            'strict_load_g': True, 'param_key_g': 'params'}))
+    assert _same(model.net_g, weights[2])
+    assert f'using {models}/net_g_2.pth, the newest complete checkpoint' in caplog.text
+
+
+@pytest.mark.parametrize('case', ['all truncated', 'not an experiment file'])
+def test_a_truncated_checkpoint_without_a_complete_one_before_it_is_named(tmp_path, case):
+    from msconv_plugin.zoo import build_model
+
+    models, weights, options = _experiment_models(tmp_path, iterations=(2,))
+    path = models / 'net_g_latest.pth'
+    if case == 'all truncated':
+        (models / 'net_g_2.pth').write_bytes(b'')
+        expected = rf'not a PyTorch checkpoint; no earlier net_\*_<iter>\.pth of it in {models} loads either\. Point to a complete checkpoint\.'
+    else:
+        path = path.rename(tmp_path / 'my_weights.pth')  # a name BasicSR did not write: no fallback, no guess
+        expected = r'not a PyTorch checkpoint\. Point to a complete checkpoint\.'
+    with pytest.raises(ValueError, match=rf'^Cannot read the network checkpoint {path} \(.*\): the file is truncated '
+                                         rf'or {expected}$'):
+        build_model(str(path), opt=options)
+
+
 # (b, d) Inference: the user's files, real photos, real folders
 
 

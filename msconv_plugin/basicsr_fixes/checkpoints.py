@@ -9,7 +9,13 @@
    CPU otherwise. It also survives a run killed while saving: with ``--auto_resume`` an unreadable (truncated)
    training state is skipped, with a note, for the newest one that loads, and the temporary files of interrupted
    saves are removed.
+3. A truncated network checkpoint. ``load_network_checkpoint`` reads a network file of an experiment
+   (``experiments/<name>/models/net_<label>_latest.pth`` or ``net_<label>_<iter>.pth``) and, when it does not load
+   (cut by a full disk, a copy or a BasicSR that saved in place), falls back with a warning to the newest complete
+   ``net_<label>_<iter>.pth`` before it, as ``--auto_resume`` does for training states. Used by
+   ``BaseModel.load_network`` (test and training with ``pretrain_network_*``), inference and the demo.
 """
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -87,7 +93,62 @@ def save_training_state(self, epoch, current_iter):
         save_checkpoint(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
 
-# 2. Resuming
+# 2. Resuming (and 3. truncated network checkpoints)
+
+# A network checkpoint BasicSR writes: net_<label>_<iter>.pth, net_<label>_latest.pth (the end of training).
+NETWORK_CHECKPOINT = re.compile(r'(?P<label>net_\w+?)_(?P<iter>latest|\d+)\.pth$')
+
+
+class CheckpointReadError(ValueError):
+    """A network checkpoint that does not load, with no complete one of the same experiment before it."""
+
+
+def _earlier_checkpoints(path):
+    """The numbered checkpoints of the network of ``path`` in its folder, newest first, that were saved before it
+    (all of them for ``_latest``); empty for a file BasicSR did not name."""
+    match = NETWORK_CHECKPOINT.fullmatch(osp.basename(path))
+    folder = osp.dirname(path) or '.'
+    if match is None or not osp.isdir(folder):
+        return []
+    label, last = match['label'], match['iter']
+    found = []
+    for name in os.listdir(folder):
+        other = NETWORK_CHECKPOINT.fullmatch(name)
+        if other and other['label'] == label and other['iter'] != 'latest' and (
+                last == 'latest' or int(other['iter']) < int(last)):
+            found.append((int(other['iter']), osp.join(folder, name)))
+    return [candidate for _, candidate in sorted(found, reverse=True)]
+
+
+def load_network_checkpoint(path, fallback=True, **load_kwargs):
+    """``torch.load(path, **load_kwargs)`` (default ``map_location='cpu'``) for a network checkpoint; return the
+    loaded object and the path it came from.
+
+    When ``path`` does not load and ``fallback`` is true, the newest complete ``net_<label>_<iter>.pth`` saved before
+    it in the same folder is used instead, with a warning naming both files. Raises ``CheckpointReadError`` (naming
+    the file) when nothing loads; ``FileNotFoundError`` when ``path`` does not exist.
+    """
+    load_kwargs.setdefault('map_location', 'cpu')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Network checkpoint not found: {path}')
+    try:
+        return torch.load(path, **load_kwargs), path
+    except Exception as error:  # truncated zip, EOF, unpickling error...
+        failure = f'{type(error).__name__}: {error}'
+    candidates = _earlier_checkpoints(path) if fallback else []
+    for candidate in candidates:
+        try:
+            checkpoint = torch.load(candidate, **load_kwargs)
+        except Exception:
+            continue
+        message = (f'The network checkpoint {path} does not load ({failure}): using {candidate}, the newest '
+                   'complete checkpoint of this network before it.')
+        logging.getLogger('basicsr').warning(message)  # BasicSR's log in a run; stderr otherwise (no set-up here)
+        return checkpoint, candidate
+    tried = f'; no earlier net_*_<iter>.pth of it in {osp.dirname(path) or "."} loads either' if candidates else ''
+    raise CheckpointReadError(f'Cannot read the network checkpoint {path} ({failure}): the file is truncated or not '
+                              f'a PyTorch checkpoint{tried}. Point to a complete checkpoint.')
+
 
 # The temporary files of ``save_checkpoint``: ``<checkpoint name>.<pid>.tmp``.
 INTERRUPTED_SAVE = re.compile(r'.+\.\d+\.tmp$')

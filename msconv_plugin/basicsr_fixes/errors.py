@@ -21,28 +21,36 @@ from .patching import replace, shipped
 
 # 1. Metrics on tiny images
 
-# The smallest side each metric can measure once crop_border pixels are cut from every edge.
-_METRIC_MIN_SIZE = {'calculate_psnr': 1, 'calculate_ssim': 11}  # SSIM: an 11x11 Gaussian window, 'valid' part
+# The smallest image (short side, long side) each metric measures once crop_border pixels are cut from every edge:
+# SSIM an 11x11 Gaussian window ('valid' part); NIQE fits a Gaussian to the features of its 96x96 blocks and one
+# block has no covariance, so two blocks. ``msconv_plugin.validation`` checks option files against the same table.
+METRIC_MIN_SIZE = {'calculate_psnr': (1, 1), 'calculate_ssim': (11, 11), 'calculate_niqe': (96, 192)}
+
+
+def metric_min_size(metric_opt):
+    """``(short, long)``: the smallest image side pair a metric of ``metric_opt`` (``type``, ``crop_border``)
+    measures, or None for a metric without a known minimum."""
+    needed = METRIC_MIN_SIZE.get((metric_opt or {}).get('type'))
+    crop = (metric_opt or {}).get('crop_border', 0)
+    if needed is None or not isinstance(crop, int):
+        return None
+    return needed[0] + 2 * crop, needed[1] + 2 * crop
 
 
 def calculate_metric(data, opt):
-    """``basicsr.metrics.calculate_metric`` that refuses an image too small for the metric (nan or an OpenCV
-    error otherwise)."""
+    """``basicsr.metrics.calculate_metric`` that refuses an image too small for the metric (nan, an OpenCV error
+    or NumPy's ``LinAlgError`` otherwise)."""
     import basicsr.models.sr_model
 
-    needed = _METRIC_MIN_SIZE.get(opt['type'])
-    crop_border = opt.get('crop_border', 0)
+    needed = metric_min_size(opt)
     height, width = data['img'].shape[:2]
-    if needed is not None and min(height, width) < needed + 2 * crop_border:
-        raise ValueError(f'{opt["type"]} with crop_border={crop_border} needs images of at least '
-                         f'{needed + 2 * crop_border}x{needed + 2 * crop_border} pixels; this output is '
-                         f'{height}x{width}. Lower crop_border or leave the metric out for such small images.')
-    # NIQE fits a Gaussian to the features of its 96x96 blocks: one block has no covariance.
-    if opt['type'] == 'calculate_niqe' and ((height - 2 * crop_border) // 96) * ((width - 2 * crop_border) // 96) < 2:
-        raise ValueError(f'calculate_niqe with crop_border={crop_border} needs two 96x96 blocks: images of at least '
-                         f'{96 + 2 * crop_border}x{192 + 2 * crop_border} (or {192 + 2 * crop_border}x'
-                         f'{96 + 2 * crop_border}) pixels; this output is {height}x{width}. Leave NIQE out for such '
-                         'small images.')
+    if needed is not None and (min(height, width) < needed[0] or max(height, width) < needed[1]):
+        short, long = needed
+        size = f'{short}x{long}' + (f' (or {long}x{short})' if short != long else '')
+        why = 'two 96x96 blocks: ' if opt['type'] == 'calculate_niqe' else ''
+        raise ValueError(f'{opt["type"]} with crop_border={opt.get("crop_border", 0)} needs {why}images of at least '
+                         f'{size} pixels; this output is {height}x{width}. Lower crop_border or leave the metric '
+                         'out for such small images.')
     return shipped(basicsr.models.sr_model, 'calculate_metric')(data, opt)
 
 

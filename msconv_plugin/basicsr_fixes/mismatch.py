@@ -9,9 +9,7 @@ import re
 from collections import OrderedDict
 from os import path as osp
 
-import torch
-
-from .checkpoints import _strip_module
+from .checkpoints import CheckpointReadError, _strip_module, load_network_checkpoint
 from .patching import replace, shipped
 
 _CROSS_SCALE_KERNEL = re.compile(r'cross_scale\.(\d+)to(\d+)\.')
@@ -93,13 +91,10 @@ def describe_mismatch(net, state_dict, load_path, param_key):
 
 def _explain_load_failure(net, load_path, param_key):
     """A message for a failed ``load_network``, or None to let BasicSR's error through."""
-    if not osp.isfile(load_path):
-        return None  # FileNotFoundError already names the file
     try:
-        checkpoint = torch.load(load_path, map_location='cpu')
-    except Exception as error:
-        return (f'Cannot read the network checkpoint {load_path} ({type(error).__name__}: {error}): the file is '
-                'truncated or not a PyTorch checkpoint.')
+        checkpoint, _ = load_network_checkpoint(load_path, fallback=False)
+    except (FileNotFoundError, CheckpointReadError) as error:
+        return str(error)
     if param_key is not None:
         if param_key not in checkpoint and 'params' in checkpoint:
             param_key = 'params'  # BasicSR's fallback for checkpoints without EMA weights
@@ -113,16 +108,24 @@ def _explain_load_failure(net, load_path, param_key):
 
 
 def load_network(self, net, load_path, strict=True, param_key='params'):
-    """``BaseModel.load_network``; when it fails, a ``ValueError`` that says what does not fit instead."""
+    """``BaseModel.load_network``; a truncated checkpoint of an experiment falls back to the newest complete one
+    before it (``load_network_checkpoint``); when loading fails, a ``ValueError`` that says what does not fit."""
     from basicsr.models.base_model import BaseModel
 
     try:
         shipped(BaseModel, 'load_network')(self, net, load_path, strict, param_key)
-    except Exception:
-        message = _explain_load_failure(self.get_bare_model(net), load_path, param_key)
-        if message is None:
-            raise
-        raise ValueError(message) from None
+        return
+    except Exception as error:
+        if not osp.isfile(load_path):
+            raise  # FileNotFoundError already names the file
+        failure = error
+    _, readable = load_network_checkpoint(load_path)  # CheckpointReadError (a ValueError) names the file
+    if readable != load_path:
+        return load_network(self, net, readable, strict, param_key)
+    message = _explain_load_failure(self.get_bare_model(net), load_path, param_key)
+    if message is None:
+        raise failure
+    raise ValueError(message) from None
 
 
 def apply():
