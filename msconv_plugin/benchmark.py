@@ -10,7 +10,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch.profiler import ProfilerActivity, profile
 
-from .complexity import NETWORKS
+from .complexity import NETWORKS, count, equal_macs_width, ms3_kwargs, narrowed, plain_kwargs
 
 FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
@@ -20,17 +20,28 @@ def settings_for(device):
     return [(p, f) for p in precisions for f in FORMATS]
 
 
-def build_variants(name, scale, n_scales_list, interaction, scopes):
-    plain_type, ms3_type, base_kwargs, scale_key, offered = NETWORKS[name]
-    kwargs = {**base_kwargs, scale_key: scale}
+def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32):
+    """The networks one benchmark times: ``{variant: (type, constructor arguments)}`` and, for each MS³ variant,
+    the name of its plain network of equal multiply-adds (``{MS³ variant: plain variant}``).
+
+    ``plain`` is the full plain network; ``n=<n>[ <scope>]`` its conversions (``scopes`` where offered, else the
+    default scope). With ``equal_macs``, each conversion also gets the plain network narrowed to the width whose
+    multiply-adds (``complexity.count`` on a ``macs_size``² input; multiply-adds grow with the pixel count alike for
+    both) are closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow to.
+    """
+    plain_type, kwargs = plain_kwargs(name, scale)
     variants = {'plain': (plain_type, kwargs)}
     for n in n_scales_list:
-        for scope in [s for s in scopes if s in offered] or [None]:  # None: the network's default scope
-            ms3_kwargs = dict(kwargs, n_scales=n, interaction=interaction)
-            if scope is not None:
-                ms3_kwargs['scope'] = scope
-            variants[f'n={n}' + (f' {scope}' if scope else '')] = (ms3_type, ms3_kwargs)
-    return variants
+        for scope in [s for s in scopes if s in NETWORKS[name][4]] or [None]:  # None: the network's default scope
+            variants[f'n={n}' + (f' {scope}' if scope else '')] = ms3_kwargs(name, scale, n, interaction, scope)
+    equal_to = {}
+    if equal_macs:
+        for variant, (net_type, net_kwargs) in list(variants.items())[1:]:
+            target = count(ARCH_REGISTRY.get(net_type)(**net_kwargs).eval(), (3, macs_size, macs_size))[0]
+            width = equal_macs_width(name, kwargs, target, macs_size)
+            equal_to[variant] = f'plain f{width}'
+            variants.setdefault(equal_to[variant], (plain_type, narrowed(name, kwargs, width)))
+    return variants, equal_to
 
 
 def sync(device):
@@ -104,7 +115,8 @@ def interleaved_medians(calls, warmup, repeats):
 
 def benchmark(name, scale, size, args, device):
     torch.manual_seed(0)
-    variants = build_variants(name, scale, args.n_scales, args.interaction, args.scopes)
+    variants, equal_to = build_variants(name, scale, args.n_scales, args.interaction, args.scopes,
+                                        getattr(args, 'equal_macs', True))
     rows, infer_calls, train_calls = {}, {}, {}
     for variant, (net_type, kwargs) in variants.items():
         model = ARCH_REGISTRY.get(net_type)(**kwargs)
@@ -112,7 +124,8 @@ def benchmark(name, scale, size, args, device):
             key = (variant, precision, fmt)
             infer_calls[key], train_calls[key] = make_calls(model, device, precision, fmt, size, args.batch,
                                                             args.train_size, args.train_batch)
-            rows[key] = dict(network=name, variant=variant, type=net_type, kwargs=kwargs, scale=scale, size=size,
+            rows[key] = dict(network=name, variant=variant, equal_macs_plain=equal_to.get(variant), type=net_type,
+                             kwargs=kwargs, scale=scale, size=size,
                              device=device, precision=precision, memory_format=fmt, batch=args.batch,
                              train_batch=args.train_batch, train_size=args.train_size)
     latency = interleaved_medians(infer_calls, args.warmup, args.repeats)
@@ -145,26 +158,27 @@ def op_profile(call, passes, top):
 
 
 def fastest(rows):
-    """Each variant in its fastest setting, with ratios against the plain network's fastest setting."""
-    best = {}
+    """Each variant in its fastest setting, with ratios against the full plain network's fastest setting and, for
+    an MS³ variant, against its plain network of equal multiply-adds (``..._vs_equal_macs``, None without one)."""
+    groups = {}
     for row in rows:
-        group = (row['network'], row['scale'], row['size'], row['device'], row['variant'])
-        if group not in best or row['latency_ms'] < best[group]['latency_ms']:
-            best[group] = row
+        groups.setdefault((row['network'], row['scale'], row['size'], row['device'], row['variant']), []).append(row)
+    best = {group: (min(found, key=lambda r: r['latency_ms']), min(found, key=lambda r: r['train_step_ms']))
+            for group, found in groups.items()}
     summary = []
-    for (network, scale, size, device, variant), row in best.items():
-        plain = best[(network, scale, size, device, 'plain')]
-        train = min((r for r in rows if (r['network'], r['scale'], r['size'], r['device'], r['variant']) ==
-                     (network, scale, size, device, variant)), key=lambda r: r['train_step_ms'])
-        plain_train = min((r for r in rows if (r['network'], r['scale'], r['size'], r['device'], r['variant']) ==
-                           (network, scale, size, device, 'plain')), key=lambda r: r['train_step_ms'])
+    for (network, scale, size, device, variant), (row, train) in best.items():
+        plain, plain_train = best[(network, scale, size, device, 'plain')]
+        equal = best.get((network, scale, size, device, row.get('equal_macs_plain')))
         summary.append(
             dict(network=network, scale=scale, size=size, device=device, variant=variant,
+                 equal_macs_plain=row.get('equal_macs_plain'),
                  setting=f"{row['precision']} {row['memory_format']}", latency_ms=row['latency_ms'],
                  throughput=row['throughput'], speedup=plain['latency_ms'] / row['latency_ms'],
+                 speedup_vs_equal_macs=equal[0]['latency_ms'] / row['latency_ms'] if equal else None,
                  peak_memory_mb=row['peak_memory_mb'], memory_ratio=row['peak_memory_mb'] / plain['peak_memory_mb'],
                  train_setting=f"{train['precision']} {train['memory_format']}", train_step_ms=train['train_step_ms'],
                  train_speedup=plain_train['train_step_ms'] / train['train_step_ms'],
+                 train_speedup_vs_equal_macs=equal[1]['train_step_ms'] / train['train_step_ms'] if equal else None,
                  train_peak_memory_mb=train['train_peak_memory_mb'],
                  train_memory_ratio=train['train_peak_memory_mb'] / plain_train['train_peak_memory_mb']))
     return summary
@@ -182,14 +196,20 @@ def markdown(rows, summary, env):
                      f"{r['memory_format']} | {r['latency_ms']:.1f} | {r['throughput']:.2f} | "
                      f"{r['peak_memory_mb']:.1f} | {r['train_step_ms']:.1f} | {r['train_peak_memory_mb']:.1f} |")
     lines += [
-        '', '### Each variant in its fastest setting (ratios against the plain network\'s fastest)', '',
-        '| network | × | LR size | variant | setting | latency ms | speed-up | peak MB | of plain | '
-        'train step ms | train speed-up | train peak MB | of plain |', '|---' * 13 + '|'
+        '', "### Each variant in its fastest setting (speed-ups against the full plain network's fastest and "
+        "against the plain network of equal multiply-adds, `plain f<width>`)", '',
+        '| network | × | LR size | variant | setting | latency ms | speed-up | vs equal-MAC plain | peak MB | of plain '
+        '| train step ms | train speed-up | vs equal-MAC plain | train peak MB | of plain |', '|---' * 15 + '|'
     ]
+
+    def versus(s, key):
+        return f"{s[key]:.2f}× ({s['equal_macs_plain']})" if s[key] is not None else '–'
+
     for s in summary:
         lines.append(f"| {s['network']} | {s['scale']} | {s['size']} | {s['variant']} | {s['setting']} | "
-                     f"{s['latency_ms']:.1f} | {s['speedup']:.2f}× | {s['peak_memory_mb']:.1f} | "
-                     f"{s['memory_ratio']:.0%} | {s['train_step_ms']:.1f} | {s['train_speedup']:.2f}× | "
+                     f"{s['latency_ms']:.1f} | {s['speedup']:.2f}× | {versus(s, 'speedup_vs_equal_macs')} | "
+                     f"{s['peak_memory_mb']:.1f} | {s['memory_ratio']:.0%} | {s['train_step_ms']:.1f} | "
+                     f"{s['train_speedup']:.2f}× | {versus(s, 'train_speedup_vs_equal_macs')} | "
                      f"{s['train_peak_memory_mb']:.1f} | {s['train_memory_ratio']:.0%} |")
     profiled = [r for r in rows if r.get('profile')]
     if profiled:

@@ -86,23 +86,70 @@ def measure(net_type, kwargs, size):
         s2_params_closed_form=s2_closed_form)
 
 
+# The width arguments of each network narrowed for the plain network of equal multiply-adds (the others, scaled
+# by the same factor); networks not listed are narrowed by num_feat.
+WIDTH_KEYS = {'RRDBNet': ('num_feat', 'num_grow_ch'), 'RIDNet': ('mid_channels', )}
+
+
+def plain_kwargs(name, scale):
+    """The plain network of ``NETWORKS[name]`` at ``scale``: ``(type, constructor arguments)``."""
+    plain_type, _, base_kwargs, scale_key, _ = NETWORKS[name]
+    return plain_type, ({**base_kwargs, scale_key: scale} if scale_key else dict(base_kwargs))
+
+
+def ms3_kwargs(name, scale, n_scales, interaction='adjacent', scope=None):
+    """Its MS³ conversion: ``(type, constructor arguments)`` (``scope`` None: the network's default)."""
+    plain_type, kwargs = plain_kwargs(name, scale)
+    ms3_type = NETWORKS[name][1]
+    if ms3_type == 'MS3Auto':
+        return ms3_type, dict(base=dict(kwargs, type=plain_type), n_scales=n_scales, interaction=interaction)
+    kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction)
+    if scope is not None:
+        kwargs['scope'] = scope
+    return ms3_type, kwargs
+
+
+def narrowed(name, kwargs, width):
+    """The plain constructor arguments ``kwargs`` of ``name`` with its width set to ``width`` (``WIDTH_KEYS``)."""
+    keys = WIDTH_KEYS.get(NETWORKS[name][0], ('num_feat', ))
+    factor = width / kwargs[keys[0]]
+    return dict(kwargs, **{key: width if key == keys[0] else max(1, round(kwargs[key] * factor)) for key in keys})
+
+
+def equal_macs_width(name, kwargs, target_macs, size):
+    """The width of the plain network ``name`` (``kwargs``) whose multiply-adds on a ``size``×``size`` input are
+    closest to ``target_macs``: a search over widths that keep its arguments valid (multiples of ``group``)."""
+    plain_type = NETWORKS[name][0]
+    step = kwargs.get('group', 1)
+    widths = list(range(step * max(1, 8 // step), kwargs[WIDTH_KEYS.get(plain_type, ('num_feat', ))[0]] + 1, step))
+
+    def macs(width):
+        model = ARCH_REGISTRY.get(plain_type)(**narrowed(name, kwargs, width)).eval()
+        return count(model, (3, size, size))[0]
+
+    low, high = 0, len(widths) - 1  # multiply-adds grow with the width: the first width at or above the target
+    while low < high:
+        middle = (low + high) // 2
+        if macs(widths[middle]) < target_macs:
+            low = middle + 1
+        else:
+            high = middle
+    candidates = widths[max(0, low - 1):low + 1]
+    return min(candidates, key=lambda width: abs(macs(width) - target_macs))
+
+
 def rows_for(name, scale, size, n_scales_list, interactions):
-    plain_type, ms3_type, base_kwargs, scale_key, scopes = NETWORKS[name]
-    kwargs = {**base_kwargs, scale_key: scale} if scale_key else dict(base_kwargs)
+    plain_type, kwargs = plain_kwargs(name, scale)
+    ms3_type, scopes = NETWORKS[name][1], NETWORKS[name][4]
     plain = measure(plain_type, kwargs, size)
     rows = [dict(network=name, type=plain_type, scale=scale, config='plain', **plain)]
     for n_scales in n_scales_list:
         for interaction in interactions:
             for scope in scopes:
-                ms3_kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction)
-                if ms3_type == 'MS3Auto':
-                    ms3_kwargs = dict(base=dict(kwargs, type=plain_type), n_scales=n_scales, interaction=interaction)
-                config = f'n={n_scales} {interaction}'
-                if scope is not None:
-                    ms3_kwargs['scope'] = scope
-                    config += f' {scope}'
-                row = dict(network=name, type=ms3_type, scale=scale, config=config, kwargs=ms3_kwargs,
-                           **measure(ms3_type, ms3_kwargs, size))
+                _, variant_kwargs = ms3_kwargs(name, scale, n_scales, interaction, scope)
+                config = f'n={n_scales} {interaction}' + (f' {scope}' if scope is not None else '')
+                row = dict(network=name, type=ms3_type, scale=scale, config=config, kwargs=variant_kwargs,
+                           **measure(ms3_type, variant_kwargs, size))
                 row['params_ratio'] = row['params'] / plain['params']
                 row['macs_ratio'] = row['macs'] / plain['macs']
                 rows.append(row)

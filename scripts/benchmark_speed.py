@@ -4,11 +4,13 @@
     python scripts/benchmark_speed.py --networks EDSR-M MSRResNet RRDBNet CARN CARN-M --scales 2 4 \\
         --sizes 64 128 256 --json results/benchmark.json
 
-For every network, scale and LR size, the plain network and its conversions (``--n-scales``, default 2 and 3) run
-in every setting: on the CPU fp32 in NCHW and channels_last; on CUDA (when present) fp32 and AMP (fp16), both
+For every network, scale and LR size, the plain network, its conversions (``--n-scales``, default 2 and 3) and, for
+each conversion, the plain network narrowed to the same multiply-adds (``plain f<width>``; ``--no-equal-macs``
+leaves them out) run in every setting: on the CPU fp32 in NCHW and channels_last; on CUDA (when present) fp32 and AMP (fp16), both
 formats. Timings are interleaved (one call of each setting per round, ``--repeats`` rounds after ``--warmup``) so
 that machine noise hits every setting alike; we report medians. Each variant is then reported in its fastest
-setting, and its speed-up is the plain network's fastest median latency over the variant's fastest.
+setting; its speed-up is the full plain network's fastest median latency over the variant's fastest, and
+``vs equal-MAC plain`` the same against the narrowed plain network (the alternative a user has to MS³).
 
 Measured per setting: inference latency (batch ``--batch``) and throughput (images/s); one training step (forward,
 L1 loss, backward, Adam step; batch ``--train-batch`` of ``--train-size`` LR patches) time; peak memory of both.
@@ -39,6 +41,8 @@ def main(argv=None):
     parser.add_argument('--interaction', default='adjacent', choices=['adjacent', 'full'])
     parser.add_argument('--scopes', nargs='+', default=[], choices=['trunk', 'whole'],
                         help='conversion scopes to measure, where the network offers them (default: its default)')
+    parser.add_argument('--equal-macs', action=argparse.BooleanOptionalAction, default=True,
+                        help='also time, for each conversion, the plain network narrowed to its multiply-adds')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--batch', type=int, default=1)

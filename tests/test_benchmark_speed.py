@@ -21,17 +21,23 @@ def test_benchmark_speed_writes_documented_json(tmp_path):
     result = json.loads(out.read_text())
     assert {'machine', 'torch', 'threads', 'device'} <= result['env'].keys()
     settings = {(r['variant'], r['precision'], r['memory_format']) for r in result['rows']}
-    assert settings == {(v, 'fp32', f) for v in ('plain', 'n=2') for f in ('nchw', 'channels_last')}
+    assert {r['equal_macs_plain'] for r in result['rows'] if r['variant'] == 'n=2'} == {'plain f44'}
+    variants = ('plain', 'n=2', next(r['equal_macs_plain'] for r in result['rows'] if r['variant'] == 'n=2'))
+    assert settings == {(v, 'fp32', f) for v in variants for f in ('nchw', 'channels_last')}
     for row in result['rows']:
         for key in ('latency_ms', 'throughput', 'train_step_ms', 'peak_memory_mb', 'train_peak_memory_mb'):
             assert row[key] > 0, key
         assert abs(row['throughput'] - 1e3 / row['latency_ms']) < 1e-6 * row['throughput']
     fastest = {s['variant']: s for s in result['fastest']}
-    assert set(fastest) == {'plain', 'n=2'} and fastest['plain']['speedup'] == 1.0
+    assert set(fastest) == set(variants) and fastest['plain']['speedup'] == 1.0
+    narrow = fastest[variants[2]]
+    assert fastest['n=2']['speedup_vs_equal_macs'] == narrow['latency_ms'] / fastest['n=2']['latency_ms']
+    assert fastest['n=2']['train_speedup_vs_equal_macs'] == narrow['train_step_ms'] / fastest['n=2']['train_step_ms']
+    assert fastest['plain']['speedup_vs_equal_macs'] is None
     for s in fastest.values():
         best = min(r['latency_ms'] for r in result['rows'] if r['variant'] == s['variant'])
         assert s['latency_ms'] == best
-    assert '| CARN-M | 2 | 12 | n=2 |' in markdown
+    assert '| CARN-M | 2 | 12 | n=2 |' in markdown and f'× ({variants[2]}) |' in markdown
     # --profile: the fastest setting of each variant, its costliest operators per call
     for variant, s in fastest.items():
         row, = [r for r in result['rows'] if r['variant'] == variant and 'profile' in r]

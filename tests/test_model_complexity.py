@@ -53,3 +53,28 @@ def test_demo_and_docs_count_the_same_multiply_adds():
     with open(osp.join(REPO, 'docs', 'complexity.md')) as f:
         section = f.read().split('### EDSR-M ×2 (128×128 LR input)')[1].split('###')[0]
     assert f'| MS3EDSR n=2 adjacent trunk | {params / 1e6:.3f} M | 78.4% | {macs / 1e9:.2f} G |' in section
+
+
+@pytest.mark.parametrize('name,n_scales', [('EDSR-M', 2), ('CARN-M', 2), ('RRDBNet', 3)])
+def test_the_equal_macs_plain_network_is_the_closest_width(name, n_scales):
+    """The benchmark's baseline ``plain f<width>``: of all valid widths, the one whose multiply-adds are closest to the
+    conversion's (checked against both neighbours), narrowing every width argument alike."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from msconv_plugin.complexity import count, equal_macs_width, ms3_kwargs, narrowed, plain_kwargs
+
+    def macs(net_type, kwargs):
+        return count(ARCH_REGISTRY.get(net_type)(**kwargs).eval(), (3, 16, 16))[0]
+
+    plain_type, kwargs = plain_kwargs(name, 2)
+    if name == 'RRDBNet':
+        kwargs['num_block'] = 2  # the width search, not the depth, is under test
+    _, ms3 = ms3_kwargs(name, 2, n_scales)
+    target = macs(ms3_kwargs(name, 2, n_scales)[0], dict(ms3, **({'num_block': 2} if name == 'RRDBNet' else {})))
+    width = equal_macs_width(name, kwargs, target, 16)
+    step = kwargs.get('group', 1)
+    assert width % step == 0 and width < kwargs['num_feat']
+    distance = {w: abs(macs(plain_type, narrowed(name, kwargs, w)) - target) for w in (width - step, width, width + step)}
+    assert distance[width] == min(distance.values())
+    if name == 'RRDBNet':
+        assert narrowed(name, kwargs, width)['num_grow_ch'] == round(32 * width / 64)
