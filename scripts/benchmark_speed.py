@@ -64,7 +64,7 @@ def main(argv=None):
                device=torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu')
     rows = []
     for name in args.networks:
-        for scale in args.scales:
+        for scale in args.scales if NETWORKS[name][3] else [1]:  # a network without a scale argument: x1 only
             for size in args.sizes:
                 rows += benchmark(name, scale, size, args, args.device)
                 print(f'measured {name} x{scale} {size}x{size}', file=sys.stderr, flush=True)
