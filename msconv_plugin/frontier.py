@@ -19,6 +19,7 @@ updated with ``ms3_options`` (for example ``cross_scale_init: 0``).
 """
 import argparse
 import copy
+import json
 import math
 import os.path as osp
 import platform
@@ -325,6 +326,118 @@ def learning_curve(results):
             if c['n_scales'] > 1:
                 entry['delta_macs'][iters] = c['delta_macs'][PSNR_MEAN]
     return curve
+
+
+def learning_curve_result(paths, name):
+    """The learning curve of the frontier results (JSON files written by this module) at ``paths``: one family,
+    one recipe but for the number of iterations. Returns a JSON-able result named ``name``."""
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results.append(json.load(f))
+    recipe = {k: v for k, v in results[0]['budget'].items() if k != 'iterations'}
+    for path, result in zip(paths, results):
+        other = {k: v for k, v in result['budget'].items() if k != 'iterations'}
+        if other != recipe or result['sets'] != results[0]['sets'] or result['ms3_options'] != results[0][
+                'ms3_options']:
+            raise ValueError(f'{path} is not of the same family as {paths[0]}: a learning curve compares one recipe '
+                             'at several numbers of iterations (budget, test sets and MS³ options must agree).')
+    results.sort(key=lambda r: r['budget']['iterations'])
+    budgets = [r['budget']['iterations'] for r in results]
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f'Two results at the same number of iterations ({budgets}): give one per budget.')
+    # Budgets as text keys, as they read back from the JSON file.
+    return dict(study=name, recipe=recipe, sets=results[0]['sets'], ms3_options=results[0]['ms3_options'],
+                budgets=budgets, seeds={str(r['budget']['iterations']): r['seeds'] for r in results},
+                sources=[osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths],
+                command='python scripts/learning_curve.py ' + ' '.join(osp.relpath(osp.abspath(p), REPO_ROOT)
+                                                                       for p in paths) + f' --name {name}',
+                curve=json.loads(json.dumps(learning_curve(results))))
+
+
+def _curve_cell(entry, field, iters, signed=False):
+    if str(iters) not in entry[field]:
+        return '–'  # not trained at that budget
+    return _fmt_summary(entry[field][str(iters)], signed)  # None: 'outside'
+
+
+def learning_curve_markdown(result):
+    """One row per network: mean PSNR (mean [min, max] over seeds) at each budget, then the MS³ networks'
+    distance to the plain line at equal multiply-adds at each budget."""
+    budgets = result['budgets']
+    lines = [
+        f"**{result['study']}** — the same family and recipe ({result['recipe']['dataset']}, batch "
+        f"{result['recipe']['batch']}, HR patch {result['recipe']['gt_size']}, Adam {result['recipe']['lr']:g} + "
+        f"{result['recipe']['scheduler']}) at " + ', '.join(f'{b:,}' for b in budgets) + ' iterations; seeds: ' +
+        '; '.join(f"{b:,}: {', '.join(map(str, result['seeds'][str(b)]))}" for b in budgets) +
+        (f"; MS³ options {result['ms3_options']}" if result['ms3_options'] else '') + '.',
+        '',
+        f"Command: `{result['command']}` (from the frontier results {', '.join(result['sources'])}).",
+        '',
+        f"Mean PSNR on Y over {' / '.join(result['sets'])}, mean [min, max] over seeds; ΔPSNR: distance to the plain "
+        "line at equal multiply-adds at that budget ('–': not trained at that budget; 'outside': beyond the plain "
+        "widths).",
+        '',
+        '| Network | Mult-adds | ' + ' | '.join(f'PSNR @ {b:,}' for b in budgets) + ' | ' +
+        ' | '.join(f'ΔPSNR @ {b:,}' for b in budgets) + ' |',
+        '|---|---:|' + '---:|' * (2 * len(budgets)),
+    ]
+    for key, entry in sorted(result['curve'].items(), key=lambda kv: (kv[1]['n_scales'], kv[1]['macs'])):
+        ms3 = entry['n_scales'] > 1
+        label = ('plain' if not ms3 else f"MS³ n={entry['n_scales']}") + f", {entry['width']} ch"
+        lines.append(f"| {label} | {entry['macs'] / 1e9:.2f} G | " +
+                     ' | '.join(_curve_cell(entry, 'psnr', b) for b in budgets) + ' | ' +
+                     ' | '.join(_curve_cell(entry, 'delta_macs', b, signed=True) if ms3 else '–' for b in budgets)
+                     + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def learning_curve_plot(result, path):
+    """Mean PSNR against iterations for every network (bars: seeds' range), and the MS³ networks' distance to the
+    plain line against iterations."""
+    require('matplotlib', 'study').use('Agg')
+    plt = require('matplotlib.pyplot', 'study')
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, entry in sorted(result['curve'].items(), key=lambda kv: (kv[1]['n_scales'], kv[1]['macs'])):
+        label = ('plain' if entry['n_scales'] == 1 else f"MS³ n={entry['n_scales']}") + f", {entry['width']} ch"
+        for ax, field in ((left, 'psnr'), (right, 'delta_macs')):
+            points = sorted((int(b), v) for b, v in entry[field].items() if v is not None)
+            if not points or (field == 'delta_macs' and entry['n_scales'] == 1):
+                continue
+            xs, ys = [b for b, _ in points], [v['mean'] for _, v in points]
+            err = [[v['mean'] - v['min'] for _, v in points], [v['max'] - v['mean'] for _, v in points]]
+            ax.errorbar(xs, ys, yerr=err, marker='o' if entry['n_scales'] == 1 else 's', capsize=3, label=label,
+                        linestyle='-' if entry['n_scales'] == 1 else ':')
+    for ax in (left, right):
+        ax.set_xscale('log')
+        ax.set_xlabel('training iterations')
+        ax.grid(alpha=0.3, which='both')
+    left.set_ylabel(f"PSNR on Y, mean of {' / '.join(result['sets'])} (dB)")
+    right.set_ylabel('ΔPSNR to the plain line at equal multiply-adds (dB)')
+    right.axhline(0, color='grey', linewidth=0.8)
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle(f"{result['study']} (bars: min–max over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def learning_curve_main(argv=None):
+    """``scripts/learning_curve.py``: the learning curve of frontier results, written as JSON, table and plot."""
+    parser = argparse.ArgumentParser(prog='python scripts/learning_curve.py', description=(
+        'Learning curve of one frontier family: its frontier results (docs/quality/*_frontier.json, written by '
+        'python -m msconv_plugin.frontier) at several numbers of iterations, as one table and plot.'))
+    parser.add_argument('results', nargs='+', help='frontier result JSON files, one per number of iterations')
+    parser.add_argument('--name', required=True, help='name of the curve (file names)')
+    parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where it is written')
+    args = parser.parse_args(argv)
+    missing = [p for p in args.results if not osp.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"No such frontier result: {', '.join(missing)} (python -m msconv_plugin.frontier "
+                                'writes them).')
+    return write_result(learning_curve_result(args.results, args.name), args.out, learning_curve_markdown,
+                        learning_curve_plot)
 
 
 def parse_ms3_widths(texts):

@@ -133,3 +133,46 @@ def test_a_tiny_family_is_trained_tested_timed_and_placed_against_the_plain_line
 def test_a_changed_recipe_needs_its_own_name(tmp_path):
     with pytest.raises(ValueError, match='--name'):
         frontier.run(str(tmp_path / 'x.yml'), [8], {}, [0], overrides={'train.optim_g.lr': 1e-3})
+
+
+def _frontier_result(iterations, plain, ms3, seeds=(0, 1)):
+    """A frontier result as ``frontier.run`` returns it, from {width: PSNR per seed} of the plain and n=2 networks
+    (multiply-adds: width² M)."""
+    members = [member(f'plain f{w}', s, 1, w, w * w * 1e6, p, {1: 1.0}) for w, ps in plain.items()
+               for s, p in zip(seeds, ps)]
+    members += [member(f'n2 f{w}', s, 2, w, w * w * 0.5e6, p, {1: 1.0}) for w, ps in ms3.items()
+                for s, p in zip(seeds, ps)]
+    configs = frontier.frontier_distances(frontier.aggregate(members, ['A', 'B']), ['A', 'B'], threads=[1])
+    budget = dict(iterations=iterations, batch=8, gt_size=48, lr=4e-4, scheduler='Cosine', tested_weights='params',
+                  dataset='SunHays80')
+    return dict(study=f'x_{iterations}', budget=budget, sets=['A', 'B'], seeds=list(seeds), configs=configs,
+                ms3_options={'cross_scale_init': 0})
+
+
+def test_learning_curve_of_hand_made_frontiers(tmp_path):
+    """Two budgets of one family: PSNR and the distance to the plain line per budget; a network trained at one
+    budget only shows '–' at the other; results of another recipe are refused."""
+    paths = []
+    for iterations, plain, ms3 in ((1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.8, 31.0)}),
+                                   (3000, {32: (31.0, 31.0), 64: (33.0, 33.0)}, {64: (32.3, 32.1), 92: (33.5, 33.5)})):
+        paths.append(tmp_path / f'{iterations}.json')
+        paths[-1].write_text(json.dumps(_frontier_result(iterations, plain, ms3)))
+    result = frontier.learning_curve_result([str(p) for p in reversed(paths)], 'curve')
+    assert result['budgets'] == [1000, 3000] and result['seeds'] == {'1000': [0, 1], '3000': [0, 1]}
+    n2 = result['curve']['n2 f64']  # at 2048 M multiply-adds: half-way (log) between 1024 M and 4096 M
+    # mean of sets A and B (B = A + 1) per seed: 31.3 and 31.5 at 1k; the plain line there: 31.5
+    assert n2['psnr']['1000'] == pytest.approx(dict(mean=31.4, min=31.3, max=31.5, spread=0.2, n=2))
+    assert n2['delta_macs']['1000'] == pytest.approx(dict(mean=-0.1, min=-0.2, max=0.0, spread=0.2, n=2))
+    assert n2['delta_macs']['3000'] == pytest.approx(dict(mean=0.2, min=0.1, max=0.3, spread=0.2, n=2))
+    table = frontier.learning_curve_markdown(result)
+    assert '| MS³ n=2, 64 ch | 2.05 G | 31.40 [31.30, 31.50] | 32.70 [32.60, 32.80] | -0.10 [-0.20, +0.00] | ' \
+           '+0.20 [+0.10, +0.30] |' in table
+    assert '| MS³ n=2, 92 ch | 4.23 G | – | 34.00 [34.00, 34.00] | – | outside |' in table  # not at 1k; beyond the line
+    frontier.learning_curve_plot(result, str(tmp_path / 'curve.png'))
+    assert (tmp_path / 'curve.png').stat().st_size > 0
+
+    other = _frontier_result(10000, {32: (31.0, 31.0)}, {})
+    other['budget']['lr'] = 2e-4
+    (tmp_path / 'other.json').write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r'other\.json is not of the same family as .*1000\.json'):
+        frontier.learning_curve_result([str(paths[0]), str(tmp_path / 'other.json')], 'curve')

@@ -74,7 +74,8 @@ def test_the_equal_macs_plain_network_is_the_closest_width(name, n_scales):
     width = equal_macs_width(name, kwargs, target, 16)
     step = kwargs.get('group', 1)
     assert width % step == 0 and width < kwargs['num_feat']
-    distance = {w: abs(macs(plain_type, narrowed(name, kwargs, w)) - target) for w in (width - step, width, width + step)}
+    distance = {w: abs(macs(plain_type, narrowed(name, kwargs, w)) - target)
+                for w in (width - step, width, width + step)}
     assert distance[width] == min(distance.values())
     if name == 'RRDBNet':
         assert narrowed(name, kwargs, width)['num_grow_ch'] == round(32 * width / 64)

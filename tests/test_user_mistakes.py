@@ -303,7 +303,8 @@ def test_a_truncated_checkpoint_without_a_complete_one_before_it_is_named(tmp_pa
     path = models / 'net_g_latest.pth'
     if case == 'all truncated':
         (models / 'net_g_2.pth').write_bytes(b'')
-        expected = rf'not a PyTorch checkpoint; no earlier net_\*_<iter>\.pth of it in {models} loads either\. Point to a complete checkpoint\.'
+        expected = (rf'not a PyTorch checkpoint; no earlier net_\*_<iter>\.pth of it in {models} loads either\. '
+                    r'Point to a complete checkpoint\.')
     else:
         path = path.rename(tmp_path / 'my_weights.pth')  # a name BasicSR did not write: no fallback, no guess
         expected = r'not a PyTorch checkpoint\. Point to a complete checkpoint\.'
