@@ -6,10 +6,10 @@
 
 For every network, scale and LR size, the plain network, its conversions (``--n-scales``, default 2 and 3) and, for
 each conversion, the plain network narrowed to the same multiply-adds (``plain f<width>``; ``--no-equal-macs``
-leaves them out) run in every setting: on the CPU fp32 in NCHW and channels_last; on CUDA (when present) fp32
-and AMP (fp16), both formats. Timings are interleaved (one call of each setting per round, ``--repeats`` rounds
-after ``--warmup``) so that machine noise hits every setting alike; we report medians. Each variant is then reported in its fastest
-setting; its speed-up is the full plain network's fastest median latency over the variant's fastest, and
+leaves them out) run in every setting: on the CPU fp32 in NCHW and channels_last; on CUDA (when present) fp32 and
+AMP (fp16), both formats. Timings are interleaved (one call of each setting per round, ``--repeats`` rounds after
+``--warmup``) so that machine noise hits every setting alike; we report medians. Each variant is then reported in
+its fastest setting; its speed-up is the full plain network's fastest median latency over the variant's fastest, and
 ``vs equal-MAC plain`` the same against the narrowed plain network (the alternative a user has to MS³).
 
 Measured per setting: inference latency (batch ``--batch``) and throughput (images/s); one training step (forward,
