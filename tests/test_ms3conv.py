@@ -1,3 +1,4 @@
+import contextlib
 import pytest
 import torch
 from torch.nn import functional as F
@@ -238,6 +239,18 @@ def test_split_keeps_only_its_branches_for_backward(n_scales):
     torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
 
 
+def _gradients(net, x, recompute, context=None):
+    """The parameters' gradients of ``mean |net(x)|`` with every S2 layer's ``recompute`` set."""
+    for layer in net.modules():
+        if isinstance(layer, MS3Conv):
+            layer.recompute = recompute
+    net.zero_grad()
+    with context or contextlib.nullcontext():
+        out = net(x)
+    out.float().abs().mean().backward()
+    return {name: p.grad.clone() for name, p in net.named_parameters() if p.requires_grad}
+
+
 @pytest.mark.parametrize('n_scales', [2, 3])
 @pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
 def test_recomputing_backward_gives_the_same_gradients(net_type, n_scales):
@@ -245,14 +258,7 @@ def test_recomputing_backward_gives_the_same_gradients(net_type, n_scales):
     ×2 pixel-unshuffles its input by 2 first)."""
     net = _build(net_type, n_scales=n_scales)
     x = torch.rand(2, 3, *((22, 14) if net_type == 'MS3RRDBNet' else (19, 13)))
-    s2_layers = [m for m in net.modules() if isinstance(m, MS3Conv)]
-    grads = []
-    for recompute in (True, False):
-        for layer in s2_layers:
-            layer.recompute = recompute
-        net.zero_grad()
-        net(x).abs().mean().backward()
-        grads.append({name: p.grad.clone() for name, p in net.named_parameters() if p.requires_grad})
+    grads = [_gradients(net, x, recompute) for recompute in (True, False)]
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
         torch.testing.assert_close(grad, grads[1][name], rtol=0, atol=1e-6, msg=name)
@@ -262,16 +268,7 @@ def test_recomputing_backward_under_autocast():
     """Under autocast (bfloat16 on the CPU) backward rebuilds the convolution's tensors in the forward's precision."""
     net = _build('MS3EDSR', n_scales=2)
     x = torch.rand(2, 3, 19, 13)
-    s2_layers = [m for m in net.modules() if isinstance(m, MS3Conv)]
-    grads = []
-    for recompute in (True, False):
-        for layer in s2_layers:
-            layer.recompute = recompute
-        net.zero_grad()
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = net(x)
-        out.float().abs().mean().backward()
-        grads.append({name: p.grad.clone() for name, p in net.named_parameters()})
+    grads = [_gradients(net, x, recompute, torch.autocast('cpu', dtype=torch.bfloat16)) for recompute in (True, False)]
     for name, grad in grads[0].items():
         assert grad.dtype == torch.float32
         torch.testing.assert_close(grad, grads[1][name], rtol=1e-3, atol=1e-5, msg=name)
