@@ -11,7 +11,8 @@ The plain widths, joined by straight lines in (log multiply-adds, PSNR) and in (
 frontier a user gets by narrowing. Each MS³ member's distance to it is its PSNR minus the frontier's PSNR at the
 same multiply-adds (or the same latency), interpolated on the plain line; it is computed per seed, against the
 plain line of the seed-mean PSNRs, and reported as mean with min/max over seeds. A point outside the plain line's
-range has no distance (``None``): we do not extrapolate.
+range has no distance (``None``): we do not extrapolate; a cost within 1% beyond an end of the line (an MS³ width
+chosen to match the widest plain network's multiply-adds lands a hair above them) is compared with that end.
 
 Names: the plain member of width W and seed S is ``<plain name>_f<W>-s<S>``; the conversion with n scales is
 ``<MS3 type><rest of the plain name>_n<n>_f<W>-s<S>`` (``msconv_plugin.study.derive_options``), its network options
@@ -37,6 +38,7 @@ from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SET
                     derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test,
                     write_result)
 
+END_TOLERANCE = 0.01  # relative cost beyond an end of the plain line still compared with that end
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
 
 
@@ -71,12 +73,14 @@ def seed_summary(values):
                 n=len(values))
 
 
-def interpolate(points, x):
+def interpolate(points, x, tolerance=END_TOLERANCE):
     """The plain line's PSNR at cost ``x``: ``points`` are ``(cost, psnr)``, joined by straight lines in
-    (log cost, PSNR). ``None`` outside the range of the points' costs (no extrapolation)."""
+    (log cost, PSNR). A cost within ``tolerance`` (relative) beyond an end of the line counts as that end's cost;
+    ``None`` further outside (no extrapolation)."""
     points = sorted(points)
-    if not points or not points[0][0] <= x <= points[-1][0]:
+    if not points or not points[0][0] / (1 + tolerance) <= x <= points[-1][0] * (1 + tolerance):
         return None
+    x = min(max(x, points[0][0]), points[-1][0])
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if x0 <= x <= x1:
             if x1 == x0:
@@ -246,7 +250,8 @@ def markdown(result):
         '',
         f"PSNR on Y: mean over seeds [min, max]; 'mean' is the mean of {' / '.join(sets)}. ΔPSNR: the network's "
         f"mean PSNR minus the plain line's at the same multiply-adds or the same latency (interpolated between plain "
-        f"widths in log cost), per seed, mean [min, max]; 'outside' = beyond the plain widths' range. Latency: "
+        f"widths in log cost), per seed, mean [min, max]; 'outside' = beyond the plain widths' range (more than "
+        f"{END_TOLERANCE:.0%}). Latency: "
         f"{result['latency']['input']}, batch 1, median of {result['latency']['repeats']} interleaved rounds, fastest "
         f"memory format, {result['latency']['machine']}, torch {result['latency']['torch']}. Ratios are against the "
         f"widest plain network ({ref['key']}).",
