@@ -41,6 +41,7 @@ from basicsr.archs.arch_util import pixel_unshuffle
 from torch import fx, nn
 from torch.nn import functional as F
 
+from .archs.ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .archs.ms3conv import (MS3Conv, MS3Fuse, MS3Split, check_ms3_args, convert_plain_state_dict,
                             scale_cross_scale_init_)
 
@@ -627,7 +628,7 @@ class _Converter:
 
 
 def convert_graph(model, n_scales=2, interaction='adjacent', split=None, fuse=None, downsample='avg',
-                  upsample='nearest', cross_scale_init=1.):
+                  upsample='nearest', cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
     """The parts of ``ms3_convert``'s result: ``(root, graph, record)``, for ``GraphModule(root, graph)``.
 
     ``record`` (a dict) names the split and fuse convolutions, the S2 layers (``s2``) and the modules and tensors
@@ -640,7 +641,7 @@ def convert_graph(model, n_scales=2, interaction='adjacent', split=None, fuse=No
 
 
 def ms3_convert(model, n_scales=2, interaction='adjacent', split=None, fuse=None, downsample='avg',
-                upsample='nearest', cross_scale_init=1.):
+                upsample='nearest', cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
     """Convert a plain convolutional network to MS³-Conv (see the module docstring and docs/convert_any_network.md).
 
     Args:
@@ -656,7 +657,7 @@ def ms3_convert(model, n_scales=2, interaction='adjacent', split=None, fuse=None
         downsample (str): 'avg' or 'max', between scales. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights (``scale_cross_scale_init_``).
-            Default: 1.
+            Default: 0 (``DEFAULT_CROSS_SCALE_INIT``).
 
     Returns:
         torch.fx.GraphModule: The converted network; ``.meta['ms3']`` holds the conversion record (``convert_graph``).

@@ -6,6 +6,7 @@ The zoo index ``model_zoo.json`` and the weight files ``weights/<name>-<sha256[:
 another index (weight files are found relative to it).
 """
 import datetime
+import inspect
 import json
 import os
 import os.path as osp
@@ -17,7 +18,9 @@ import warnings
 import torch
 import yaml
 from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 
+from .archs.ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .basicsr_fixes.checkpoints import load_network_checkpoint
 from .basicsr_fixes.mismatch import describe_mismatch
 from .cli import UserError
@@ -243,17 +246,27 @@ def run_test(opt, label, sets):
     return parse_metrics(output)
 
 
+def recorded_network_options(network_g):
+    """``network_g`` as a zoo entry records it: with the cross-scale kernels' initial scale written out (when the
+    network has one), so that the record still says how the weights were trained after the default changes."""
+    net_opt = dict(network_g)
+    if 'cross_scale_init' in inspect.signature(ARCH_REGISTRY.get(net_opt['type'])).parameters:
+        net_opt.setdefault('cross_scale_init', DEFAULT_CROSS_SCALE_INIT)
+    return net_opt
+
+
 def publish(args):
     train_opt = load_options(args.opt)
     checkpoint, _ = load_network_checkpoint(args.checkpoint, fallback=False, weights_only=True)  # publish that file
     state_dict, source_key = checkpoint_state_dict(checkpoint, args.param_key or tested_param_key(train_opt),
                                                    source=args.checkpoint)
-    net_opt = dict(train_opt['network_g'])
+    net_opt = recorded_network_options(train_opt['network_g'])
     net = build_network(dict(net_opt))
     net.load_state_dict(state_dict, strict=True)
 
     path, digest = save_weights(state_dict, args.weights_dir, args.name, half=args.half)
-    test_opt = test_options(train_opt, rel(path), SHARED_BENCHMARK_ROOT, TEST_SETS, name=f'{args.name}_zoo_test')
+    test_opt = test_options(dict(train_opt, network_g=net_opt), rel(path), SHARED_BENCHMARK_ROOT, TEST_SETS,
+                            name=f'{args.name}_zoo_test')
     test_opt['path']['param_key_g'] = 'params'
     test_opt_path = osp.join(args.test_options_dir, f'test_{args.name}.yml')
     write_options(test_opt, test_opt_path)
@@ -344,7 +357,10 @@ def zoo_markdown(zoo):
         'this project\'s machines, with the budget given per card: far from the DIV2K/GPU budgets of the papers, so '
         'the absolute figures are low; the point is the comparison of each MS³ network with its plain counterpart, '
         'trained the same way. PSNR/SSIM are on the Y channel (border of `scale` pixels cropped for SR). The runs went '
-        'two or three at a time, one thread each, on 2 cores: wall times are those of a loaded machine.',
+        'two or three at a time, one thread each, on 2 cores: wall times are those of a loaded machine. Each card\'s '
+        '`network_g` is what its weights were trained with: the MS³ networks here started their cross-scale kernels '
+        'like the same-scale kernel (`cross_scale_init: 1`, the default until 2026-12-01; it is 0 since), so '
+        'retraining one from its option file needs `cross_scale_init: 1` in `network_g` to reproduce it.',
         '',
         '| Name | Task | Network | Params | Mult-adds (1×3×128×128) | Set5 | Set14 | BSD68 | Iterations | '
         'Train time | File |',

@@ -34,6 +34,8 @@ def test_zoo_holds_every_pair_with_the_same_budget():
         a, b = ENTRIES[converted], ENTRIES[plain]
         assert a['counterpart'] == plain and a['network_g']['type'].startswith('MS3')
         assert a['network_g']['n_scales'] == 2 and 'n_scales' not in b['network_g']
+        # trained before the default became 0: the card says how its cross-scale kernels started
+        assert a['network_g']['cross_scale_init'] == 1
         assert (a['task'], a['scale']) == (b['task'], b['scale'])
         budget = ('dataset', 'dataroot', 'iterations', 'batch', 'gt_size', 'seed', 'lr', 'scheduler', 'ema_decay')
         assert {k: a['training'][k] for k in budget} == {k: b['training'][k] for k in budget}

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from msconv_plugin.archs.ms3conv import (MS3Conv, MS3Fuse, MS3Split, cross_scale_sources, ms3conv_num_params,
-                                         num_cross_scale_kernels)
+from msconv_plugin.archs.ms3conv import (DEFAULT_CROSS_SCALE_INIT, MS3Conv, MS3Fuse, MS3Split, cross_scale_sources,
+                                         ms3conv_num_params, num_cross_scale_kernels)
 
 
 def _multi_scale(n, c, h=16, w=24, batch=2):
@@ -171,7 +171,7 @@ def _build(net_type, seed=0, **kwargs):
 @pytest.mark.parametrize('n_scales', [2, 3])
 @pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
 def test_cross_scale_init_scales_only_the_cross_scale_kernels(net_type, n_scales):
-    reference = _build(net_type, n_scales=n_scales).state_dict()
+    reference = _build(net_type, n_scales=n_scales, cross_scale_init=1).state_dict()
     for factor in (0., 0.5):
         scaled = _build(net_type, n_scales=n_scales, cross_scale_init=factor).state_dict()
         assert scaled.keys() == reference.keys()
@@ -180,6 +180,10 @@ def test_cross_scale_init_scales_only_the_cross_scale_kernels(net_type, n_scales
         for key, value in reference.items():
             # the same random draws (same seed), then the cross-scale weights multiplied: exactly, nothing else
             assert torch.equal(scaled[key], value * factor if key in cross else value), key
+    # The default is DEFAULT_CROSS_SCALE_INIT (0): the cross-scale kernels start at zero, nothing else changes.
+    assert DEFAULT_CROSS_SCALE_INIT == 0
+    default = _build(net_type, n_scales=n_scales).state_dict()
+    assert all(torch.equal(default[k], reference[k] * 0 if '.cross_scale.' in k else reference[k]) for k in reference)
     # Started at zero, the cross-scale kernels still learn: every one of them gets a gradient.
     net = _build(net_type, n_scales=n_scales, cross_scale_init=0)
     net(torch.rand(2, 3, 24, 24)).mean().backward()

@@ -271,7 +271,9 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     zoo = json.loads((tmp_path / 'zoo.json').read_text())
     assert [m['name'] for m in zoo['models']] == ['MS3EDSR_tiny']
     card = zoo['models'][0]
-    assert card['network_g'] == opt['network_g'] and card['task'] == 'sr' and card['scale'] == 2
+    # the network as trained, with the cross-scale kernels' initial scale written out (today's default here)
+    assert card['network_g'] == dict(opt['network_g'], cross_scale_init=0) and card['task'] == 'sr'
+    assert card['scale'] == 2
     assert card['params'] == sum(p.numel() for p in net.parameters()) and card['macs'] > 0
     assert card['training']['iterations'] == 4 and card['training']['batch'] == 2
     assert card['training']['weights_key'] == 'params' and card['counterpart'] == 'EDSR_tiny'
@@ -279,7 +281,7 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     assert all(10 < m['psnr'] < 50 and 0 < m['ssim'] <= 1 for m in card['metrics'].values())
     test_opt = yaml.safe_load(open(osp.join(REPO, card['test_options'])))
     assert osp.samefile(osp.join(REPO, test_opt['path']['pretrain_network_g']), path)  # run from the repository
-    assert test_opt['path']['param_key_g'] == 'params'
+    assert test_opt['path']['param_key_g'] == 'params' and test_opt['network_g'] == card['network_g']
     md = (tmp_path / 'zoo.md').read_text()
     assert '## MS3EDSR_tiny' in md and digest in md
 

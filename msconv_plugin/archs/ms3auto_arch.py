@@ -2,6 +2,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import fx
 
 from ..convert import convert_graph, finish, plain_to_ms3_state_dict
+from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 
 
 @ARCH_REGISTRY.register()
@@ -35,7 +36,8 @@ class MS3Auto(fx.GraphModule):
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
-            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
+            (``DEFAULT_CROSS_SCALE_INIT``).
     """
 
     def __init__(self,
@@ -46,7 +48,7 @@ class MS3Auto(fx.GraphModule):
                  fuse=None,
                  downsample='avg',
                  upsample='nearest',
-                 cross_scale_init=1.):
+                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
         if not isinstance(base, dict) or not isinstance(base.get('type'), str):
             raise ValueError(f'MS3Auto: base must be the plain network\'s options with its type, e.g. '
                              f'{{type: RCAN, num_in_ch: 3, ...}}; got {base!r}.')

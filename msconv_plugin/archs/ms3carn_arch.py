@@ -6,6 +6,7 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from .carn_arch import CARNUpsample, MeanShift, check_carn_args
+from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, add_scaled, branchwise, check_cross_scale_init,
                       check_ms3_args, convert_plain_state_dict, scale_cross_scale_init_)
 
@@ -119,7 +120,8 @@ class MS3CARN(nn.Module):
         downsample (str): 'avg' or 'max'. Default: 'avg'.
         upsample (str): 'nearest' or 'bilinear' (between scales; the image upsampler is CARN's). Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
-            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
+            (``DEFAULT_CROSS_SCALE_INIT``).
     """
 
     def __init__(self,
@@ -132,7 +134,7 @@ class MS3CARN(nn.Module):
                  interaction='adjacent',
                  downsample='avg',
                  upsample='nearest',
-                 cross_scale_init=1.):
+                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
         super().__init__()
         check_carn_args(num_in_ch, num_out_ch, num_feat, group)
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)

@@ -3,6 +3,7 @@ from basicsr.archs.arch_util import Upsample, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
+from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_cross_scale_init,
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
@@ -39,7 +40,8 @@ class MS3EDSR(nn.Module):
         upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'trunk'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
-            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
+            (``DEFAULT_CROSS_SCALE_INIT``).
     """
 
     def __init__(self,
@@ -56,7 +58,7 @@ class MS3EDSR(nn.Module):
                  downsample='avg',
                  upsample='nearest',
                  scope='trunk',
-                 cross_scale_init=1.):
+                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)

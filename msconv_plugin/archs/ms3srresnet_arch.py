@@ -3,6 +3,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
+from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, branchwise, check_cross_scale_init,
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
@@ -37,7 +38,8 @@ class MS3SRResNet(nn.Module):
         upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'whole'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
-            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 1.
+            same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
+            (``DEFAULT_CROSS_SCALE_INIT``).
     """
 
     def __init__(self,
@@ -51,7 +53,7 @@ class MS3SRResNet(nn.Module):
                  downsample='avg',
                  upsample='nearest',
                  scope='whole',
-                 cross_scale_init=1.):
+                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)
