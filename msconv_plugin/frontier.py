@@ -177,15 +177,46 @@ def measure_latency(networks, size, threads, warmup=2, repeats=7):
     return latency, fastest_format
 
 
+def earlier_members(paths):
+    """{member name: (member, path)} of earlier frontier results (JSON files written by this module)."""
+    members = {}
+    for path in paths:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'--reuse: no such frontier result: {path}.')
+        with open(path) as f:
+            for m in json.load(f).get('members', []):
+                members.setdefault(m['name'], (m, path))
+    return members
+
+
+def reused_row(opt, earlier, sets):
+    """The row of ``opt``'s member from ``earlier`` results (``earlier_members``), without its latency, or ``None``
+    when none holds it. A member of the same name trained or tested otherwise is an error, not a silent retrain."""
+    if opt['name'] not in earlier:
+        return None
+    m, path = earlier[opt['name']]
+    differs = [what for what, mine, theirs in (('network_g', opt['network_g'], m['network_g']),
+                                               ('budget', budget_of(opt), m['budget']))
+               if json.loads(json.dumps(mine)) != theirs]
+    differs += [f'metrics of {s}' for s in sets if s not in m['metrics']]
+    if differs:
+        raise ValueError(f"--reuse: {opt['name']} in {path} differs from this family's ({', '.join(differs)}); "
+                         'leave that file out or give the recipe another --name.')
+    row = {k: v for k, v in m.items() if k not in ('key', 'seed', 'width', 'latency_ms')}
+    return dict(row, reused_from=osp.relpath(osp.abspath(path), REPO_ROOT))
+
+
 def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='adjacent', ms3_tag=None, overrides=None,
         name=None, benchmark_root=DEFAULT_BENCHMARK_ROOT, sets=TEST_SETS, threads=None, jobs=1, latency_size=128,
-        latency_threads=(1, 2), latency_repeats=7, retest=False, skip_untrained=False, command=None):
+        latency_threads=(1, 2), latency_repeats=7, retest=False, skip_untrained=False, command=None, reuse=()):
     """Train, test and time every member of a family (``family_options``); returns the study's result (JSON-able).
 
     ``overrides`` ({dotted key: value}) change the recipe for every member and ``name`` renames it (both, or
     neither); ``jobs`` members are trained side by side (``threads`` OpenMP threads each). With ``skip_untrained``
     nothing is trained: members without a finished model (``net_g_latest.pth``) are left out of the tables and
-    listed under ``untrained`` (for a look at a family still training elsewhere).
+    listed under ``untrained`` (for a look at a family still training elsewhere). Members found in the earlier
+    results ``reuse`` (frontier JSON files: the durable record of a study, when ``experiments/`` is gone) are
+    neither trained nor tested again: their metrics are taken from there; every network is timed again.
     """
     if overrides and not name:
         raise ValueError('A recipe changed with --set needs its own study name (--name), so that its networks are '
@@ -195,16 +226,22 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
         plain = derive_ablation(plain, 'x', overrides)
     if name:
         plain['name'] = name
-    check_study_inputs(plain, plain_path, benchmark_root, sets)
     opts = family_options(plain, widths, ms3_widths, seeds, ms3_options, interaction, ms3_tag)
-    untrained = [o['name'] for o in opts if not osp.isfile(model_path(o))]
+    earlier = earlier_members(reuse)
+    reused = {o['name']: reused_row(o, earlier, sets) for o in opts}
+    untrained = [o['name'] for o in opts if not reused[o['name']] and not osp.isfile(model_path(o))]
     if skip_untrained:
-        opts = [o for o in opts if osp.isfile(model_path(o))]
+        opts = [o for o in opts if o['name'] not in untrained]
         if not opts:
             raise FileNotFoundError(f"No member of {plain['name']} has finished training (--skip-untrained).")
+    if untrained and not skip_untrained:
+        check_study_inputs(plain, plain_path, benchmark_root, sets)
+    else:  # nothing to train: the test sets are all a study needs
+        check_study_inputs(plain, plain_path, benchmark_root, sets, training=False)
     work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(lambda o: train_and_test(o, work_dir, benchmark_root, sets, threads, retest), opts))
+        rows = list(pool.map(lambda o: reused[o['name']] or train_and_test(o, work_dir, benchmark_root, sets, threads,
+                                                                           retest), opts))
     networks = {config_key(o): o['network_g'] for o in opts}
     latency, formats = measure_latency(networks, latency_size, latency_threads, repeats=latency_repeats)
     members = []
@@ -224,7 +261,8 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
                 latency=dict(input=f'1x3x{latency_size}x{latency_size}', threads=list(latency_threads),
                              repeats=latency_repeats, machine=platform.processor() or platform.machine(),
                              torch=torch.__version__),
-                command=command, members=members, configs=configs, untrained=untrained if skip_untrained else [])
+                command=command, members=members, configs=configs, untrained=untrained if skip_untrained else [],
+                reused=sorted({m['reused_from'] for m in members if 'reused_from' in m}))
 
 
 def _fmt_summary(s, signed=False):
@@ -272,6 +310,11 @@ def markdown(result):
             (_fmt_summary(c['delta_macs'][PSNR_MEAN], signed=True) if ms3 else '–') + ' | ' +
             ' | '.join(_fmt_summary(c['delta_latency'][t][PSNR_MEAN], signed=True) if ms3 else '–' for t in threads)
             + ' |')
+    reused = [m['name'] for m in result['members'] if 'reused_from' in m]
+    if reused:
+        lines += ['', f"Metrics of {len(reused)} of the {len(result['members'])} trained networks taken from "
+                  f"{', '.join(result['reused'])} (--reuse: trained and tested by the command recorded there); "
+                  "latency measured in this run."]
     if result.get('untrained'):
         lines += ['', f"Not in the table (training not finished): {', '.join(result['untrained'])}."]
     return '\n'.join(lines) + '\n'
@@ -484,6 +527,9 @@ def parse_args(argv=None):
     parser.add_argument('--retest', action='store_true', help='test every network again, even when unchanged')
     parser.add_argument('--skip-untrained', action='store_true',
                         help='train nothing; leave out the members whose training has not finished')
+    parser.add_argument('--reuse', nargs='+', default=[], metavar='RESULT.json',
+                        help='take the metrics of members found in these earlier frontier results instead of training '
+                        'and testing them (every network is timed again)')
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where results are written')
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -499,7 +545,7 @@ def main(argv=None):
                  parse_overrides(args.ms3_options) if args.ms3_options else None, args.interaction, args.ms3_tag,
                  overrides, args.name, args.benchmark_root, args.sets, args.threads, args.jobs, args.latency_size,
                  args.latency_threads, args.latency_repeats, args.retest, args.skip_untrained,
-                 command='python -m msconv_plugin.frontier ' + ' '.join(args.argv))
+                 command='python -m msconv_plugin.frontier ' + ' '.join(args.argv), reuse=args.reuse)
     return write_result(result, args.out, markdown, plot)
 
 

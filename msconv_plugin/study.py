@@ -278,9 +278,11 @@ def check_training_data(opt, opt_path):
                                 '--out-root datasets/SunHays80).')
 
 
-def check_study_inputs(plain, opt_path, benchmark_root, sets):
-    """The training data of ``plain`` (read from ``opt_path``) and the test sets exist, or an error says what to do."""
-    check_training_data(plain, opt_path)
+def check_study_inputs(plain, opt_path, benchmark_root, sets, training=True):
+    """The training data of ``plain`` (read from ``opt_path``; only when ``training``) and the test sets exist, or an
+    error says what to do."""
+    if training:
+        check_training_data(plain, opt_path)
     for set_name in sets:
         if not osp.isdir(osp.join(benchmark_root, set_name)):
             raise FileNotFoundError(f'Test set {set_name} not found in {benchmark_root} (--benchmark-root).')

@@ -8,6 +8,7 @@ import shutil
 
 import cv2
 import pytest
+import yaml
 
 from msconv_plugin import frontier
 from tests.test_quality_study import REPO, needs_shared, tiny_plain_options
@@ -179,3 +180,39 @@ def test_learning_curve_of_hand_made_frontiers(tmp_path):
     (tmp_path / 'other.json').write_text(json.dumps(other))
     with pytest.raises(ValueError, match=r'other\.json is not of the same family as .*1000\.json'):
         frontier.learning_curve_result([str(paths[0]), str(tmp_path / 'other.json')], 'curve')
+
+
+@needs_shared
+def test_members_of_earlier_results_are_reused_not_trained(tmp_path, family_name):
+    """--reuse: a family whose every member is in an earlier result JSON is tabulated from it with nothing trained or
+    tested (its training data need not exist), every network timed again; a member of the same name trained with
+    other options is refused with a message naming --reuse."""
+    opt_path = tiny_plain_options(tmp_path, family_name)
+    plain = frontier.load_options(opt_path)
+    plain['datasets']['train']['dataroot_gt'] = str(tmp_path / 'gone')  # the data of a study trained elsewhere
+    opt_path = tmp_path / 'plain.yml'
+    opt_path.write_text(yaml.safe_dump(plain))
+    opts = frontier.family_options(plain, [8, 16], {2: [16]}, [0, 1], dict(cross_scale_init=0))
+    members = [dict(name=o['name'], n_scales=o['network_g'].get('n_scales', 1), network_g=o['network_g'],
+                    budget=frontier.budget_of(o), params=1, macs=(1 + i % 3) * 1e6, key=frontier.config_key(o),
+                    seed=o['manual_seed'], width=o['network_g']['num_feat'], latency_ms={'1': 999.0},
+                    metrics={'Set5': dict(psnr=30.0 + i % 3 + o['manual_seed'] / 10)}) for i, o in enumerate(opts)]
+    earlier = tmp_path / 'earlier.json'
+    earlier.write_text(json.dumps(dict(members=members)))
+    argv = ['--opt', str(opt_path), '--widths', '8', '16', '--ms3', '2:16', '--seeds', '0', '1', '--sets', 'Set5',
+            '--ms3-options', 'cross_scale_init=0', '--latency-size', '16', '--latency-threads', '1',
+            '--latency-repeats', '1', '--out', str(tmp_path / 'out'), '--reuse', str(earlier)]
+    result = frontier.main(argv)
+    assert not glob.glob(osp.join(REPO, 'experiments', f'*{family_name}*'))  # nothing trained
+    assert [m['metrics'] for m in result['members']] == [m['metrics'] for m in members]
+    assert all(m['reused_from'].endswith('earlier.json') and m['latency_ms'][1] < 999 for m in result['members'])
+    n2 = {c['key']: c for c in result['configs']}['n2 f16']
+    assert n2['psnr']['Set5']['mean'] == pytest.approx(32.05)  # seeds 0 and 1: 32.0 and 32.1
+    assert n2['delta_macs']['Set5'] is None  # 3 M: beyond the plain line (1 and 2 M)
+    assert 'taken from' in (tmp_path / 'out' / f'{family_name}_frontier.md').read_text()
+
+    members[2]['network_g'] = dict(members[2]['network_g'], cross_scale_init=1)
+    earlier.write_text(json.dumps(dict(members=members)))
+    refused = rf'--reuse: MS3{family_name}_n2_f16-s0 in .*earlier\.json differs .*network_g'
+    with pytest.raises(ValueError, match=refused):
+        frontier.main(argv)
