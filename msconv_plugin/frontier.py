@@ -35,8 +35,8 @@ from .benchmark import FORMATS, interleaved_medians, make_calls
 from .cli import run as run_cli
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
-                    derive_ablation, derive_options, load_options, parse_overrides, task_of, train_and_test,
-                    write_result)
+                    derive_ablation, derive_options, load_options, parse_overrides, recorded_network_options, task_of,
+                    train_and_test, write_result)
 
 END_TOLERANCE = 0.01  # relative cost beyond an end of the plain line still compared with that end
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
@@ -146,7 +146,7 @@ def family_options(plain_opt, widths, ms3_widths, seeds, ms3_options=None, inter
     bases = [(plain_opt, widths)]
     for n, n_widths in ms3_widths.items():
         base = derive_options(plain_opt, n, interaction)
-        base['network_g'].update(ms3_options or {})
+        base['network_g'] = recorded_network_options(dict(base['network_g'], **(ms3_options or {})))
         if ms3_tag:
             base['name'] += f'-{ms3_tag}'
         bases.append((base, n_widths))
@@ -178,15 +178,19 @@ def measure_latency(networks, size, threads, warmup=2, repeats=7):
 
 
 def earlier_members(paths):
-    """{member name: (member, path)} of earlier frontier results (JSON files written by this module)."""
-    members = {}
+    """{member name: (member, path)} of earlier frontier results (JSON files written by this module), and
+    {path: the commands that trained and tested them} (their own command, and those of what they reused)."""
+    members, commands = {}, {}
     for path in paths:
         if not osp.isfile(path):
             raise FileNotFoundError(f'--reuse: no such frontier result: {path}.')
         with open(path) as f:
-            for m in json.load(f).get('members', []):
-                members.setdefault(m['name'], (m, path))
-    return members
+            result = json.load(f)
+        for m in result.get('members', []):
+            members.setdefault(m['name'], (m, path))
+        reused = [c for r in result.get('reused', []) for c in r['commands']]
+        commands[osp.relpath(osp.abspath(path), REPO_ROOT)] = reused or [result.get('command')]
+    return members, commands
 
 
 def reused_row(opt, earlier, sets):
@@ -227,7 +231,7 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
     if name:
         plain['name'] = name
     opts = family_options(plain, widths, ms3_widths, seeds, ms3_options, interaction, ms3_tag)
-    earlier = earlier_members(reuse)
+    earlier, earlier_commands = earlier_members(reuse)
     reused = {o['name']: reused_row(o, earlier, sets) for o in opts}
     untrained = [o['name'] for o in opts if not reused[o['name']] and not osp.isfile(model_path(o))]
     if skip_untrained:
@@ -262,7 +266,8 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
                              repeats=latency_repeats, machine=platform.processor() or platform.machine(),
                              torch=torch.__version__),
                 command=command, members=members, configs=configs, untrained=untrained if skip_untrained else [],
-                reused=sorted({m['reused_from'] for m in members if 'reused_from' in m}))
+                reused=[dict(path=p, commands=earlier_commands[p])
+                        for p in sorted({m['reused_from'] for m in members if 'reused_from' in m})])
 
 
 def _fmt_summary(s, signed=False):
@@ -312,9 +317,10 @@ def markdown(result):
             + ' |')
     reused = [m['name'] for m in result['members'] if 'reused_from' in m]
     if reused:
+        commands = list(dict.fromkeys(c for r in result['reused'] for c in r['commands']))
         lines += ['', f"Metrics of {len(reused)} of the {len(result['members'])} trained networks taken from "
-                  f"{', '.join(result['reused'])} (--reuse: trained and tested by the command recorded there); "
-                  "latency measured in this run."]
+                  f"earlier results ({', '.join(r['path'] for r in result['reused'])}; --reuse), which were trained "
+                  "and tested by " + '; '.join(f'`{c}`' for c in commands) + '. Latency measured in this run.']
     if result.get('untrained'):
         lines += ['', f"Not in the table (training not finished): {', '.join(result['untrained'])}."]
     return '\n'.join(lines) + '\n'

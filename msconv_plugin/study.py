@@ -28,6 +28,7 @@ gives the command); test sets are never trained on.
 """
 import copy
 import datetime
+import inspect
 import json
 import os
 import os.path as osp
@@ -37,6 +38,7 @@ import sys
 import time
 
 import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .complexity import MS3_TYPES, measure
 from .extras import require
@@ -70,6 +72,21 @@ def write_options(opt, path):
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
     return path
+
+
+# Network options whose defaults have changed: written out wherever a network's options are recorded (zoo cards,
+# study members), so that a record still says what its weights were trained with after a default changes again.
+RECORDED_SETTINGS = ('cross_scale_init', 'scope')
+
+
+def recorded_network_options(network_g):
+    """``network_g`` with every ``RECORDED_SETTINGS`` its network takes written out (the default when not given)."""
+    net_opt = dict(network_g)
+    parameters = inspect.signature(ARCH_REGISTRY.get(net_opt['type'])).parameters
+    for key in RECORDED_SETTINGS:
+        if key in parameters:
+            net_opt.setdefault(key, parameters[key].default)
+    return net_opt
 
 
 def derive_options(plain_opt, n_scales, interaction='adjacent'):

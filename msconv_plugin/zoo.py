@@ -6,7 +6,6 @@ The zoo index ``model_zoo.json`` and the weight files ``weights/<name>-<sha256[:
 another index (weight files are found relative to it).
 """
 import datetime
-import inspect
 import json
 import os
 import os.path as osp
@@ -18,15 +17,14 @@ import warnings
 import torch
 import yaml
 from basicsr.archs import build_network
-from basicsr.utils.registry import ARCH_REGISTRY
 
-from .archs.ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .basicsr_fixes.checkpoints import load_network_checkpoint
 from .basicsr_fixes.mismatch import describe_mismatch
 from .cli import UserError
 from .file_safety import sha256_of, verify_sha256
 from .study import (COMPLEXITY_SIZE, REPO_ROOT, TEST_SETS, budget_of, complexity_of, load_options, parse_metrics,
-                    run_entry, task_of, test_options, tested_param_key, training_wall_time, write_options)
+                    recorded_network_options, run_entry, task_of, test_options, tested_param_key, training_wall_time,
+                    write_options)
 
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 DEFAULT_ZOO = osp.join(PACKAGE_DIR, 'model_zoo.json')
@@ -246,15 +244,6 @@ def run_test(opt, label, sets):
     return parse_metrics(output)
 
 
-def recorded_network_options(network_g):
-    """``network_g`` as a zoo entry records it: with the cross-scale kernels' initial scale written out (when the
-    network has one), so that the record still says how the weights were trained after the default changes."""
-    net_opt = dict(network_g)
-    if 'cross_scale_init' in inspect.signature(ARCH_REGISTRY.get(net_opt['type'])).parameters:
-        net_opt.setdefault('cross_scale_init', DEFAULT_CROSS_SCALE_INIT)
-    return net_opt
-
-
 def publish(args):
     train_opt = load_options(args.opt)
     checkpoint, _ = load_network_checkpoint(args.checkpoint, fallback=False, weights_only=True)  # publish that file
@@ -359,8 +348,9 @@ def zoo_markdown(zoo):
         'trained the same way. PSNR/SSIM are on the Y channel (border of `scale` pixels cropped for SR). The runs went '
         'two or three at a time, one thread each, on 2 cores: wall times are those of a loaded machine. Each card\'s '
         '`network_g` is what its weights were trained with: the MS³ networks here started their cross-scale kernels '
-        'like the same-scale kernel (`cross_scale_init: 1`, the default until 2026-12-01; it is 0 since), so '
-        'retraining one from its option file needs `cross_scale_init: 1` in `network_g` to reproduce it.',
+        'like the same-scale kernel (`cross_scale_init: 1`, the default until 2026-12-01; it is 0 since) and the '
+        'MS3EDSR networks converted the trunk only (`scope: trunk`, the default until 2026-12-01; `whole` since), '
+        'so retraining one from its option file needs those values in `network_g` to reproduce it.',
         '',
         '| Name | Task | Network | Params | Mult-adds (1×3×128×128) | Set5 | Set14 | BSD68 | Iterations | '
         'Train time | File |',

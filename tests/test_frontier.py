@@ -198,7 +198,7 @@ def test_members_of_earlier_results_are_reused_not_trained(tmp_path, family_name
                     seed=o['manual_seed'], width=o['network_g']['num_feat'], latency_ms={'1': 999.0},
                     metrics={'Set5': dict(psnr=30.0 + i % 3 + o['manual_seed'] / 10)}) for i, o in enumerate(opts)]
     earlier = tmp_path / 'earlier.json'
-    earlier.write_text(json.dumps(dict(members=members)))
+    earlier.write_text(json.dumps(dict(members=members, command='python -m msconv_plugin.frontier --the-first-run')))
     argv = ['--opt', str(opt_path), '--widths', '8', '16', '--ms3', '2:16', '--seeds', '0', '1', '--sets', 'Set5',
             '--ms3-options', 'cross_scale_init=0', '--latency-size', '16', '--latency-threads', '1',
             '--latency-repeats', '1', '--out', str(tmp_path / 'out'), '--reuse', str(earlier)]
@@ -209,10 +209,15 @@ def test_members_of_earlier_results_are_reused_not_trained(tmp_path, family_name
     n2 = {c['key']: c for c in result['configs']}['n2 f16']
     assert n2['psnr']['Set5']['mean'] == pytest.approx(32.05)  # seeds 0 and 1: 32.0 and 32.1
     assert n2['delta_macs']['Set5'] is None  # 3 M: beyond the plain line (1 and 2 M)
-    assert 'taken from' in (tmp_path / 'out' / f'{family_name}_frontier.md').read_text()
+    table = (tmp_path / 'out' / f'{family_name}_frontier.md').read_text()
+    assert 'Metrics of 6 of the 6 trained networks taken from earlier results' in table
+    assert '`python -m msconv_plugin.frontier --the-first-run`' in table  # the command that trained them
+    # reused again, the first command is still the one named
+    again = frontier.main(argv[:-1] + [str(tmp_path / 'out' / f'{family_name}_frontier.json')])
+    assert again['reused'][0]['commands'] == ['python -m msconv_plugin.frontier --the-first-run']
 
     members[2]['network_g'] = dict(members[2]['network_g'], cross_scale_init=1)
-    earlier.write_text(json.dumps(dict(members=members)))
+    earlier.write_text(json.dumps(dict(members=members, command='python -m msconv_plugin.frontier --the-first-run')))
     refused = rf'--reuse: MS3{family_name}_n2_f16-s0 in .*earlier\.json differs .*network_g'
     with pytest.raises(ValueError, match=refused):
         frontier.main(argv)

@@ -34,8 +34,11 @@ def test_zoo_holds_every_pair_with_the_same_budget():
         a, b = ENTRIES[converted], ENTRIES[plain]
         assert a['counterpart'] == plain and a['network_g']['type'].startswith('MS3')
         assert a['network_g']['n_scales'] == 2 and 'n_scales' not in b['network_g']
-        # trained before the default became 0: the card says how its cross-scale kernels started
+        # trained before the defaults changed: the card says how its cross-scale kernels started and, for
+        # MS3EDSR, that only the trunk was converted
         assert a['network_g']['cross_scale_init'] == 1
+        if a['network_g']['type'] == 'MS3EDSR':
+            assert a['network_g']['scope'] == 'trunk'
         assert (a['task'], a['scale']) == (b['task'], b['scale'])
         budget = ('dataset', 'dataroot', 'iterations', 'batch', 'gt_size', 'seed', 'lr', 'scheduler', 'ema_decay')
         assert {k: a['training'][k] for k in budget} == {k: b['training'][k] for k in budget}
