@@ -281,7 +281,8 @@ def _fmt_summary(s, signed=False):
 def markdown(result):
     """The study's table: one row per network, PSNR mean [min, max] over seeds, distances to the plain line."""
     sets, threads, budget = result['sets'], result['latency']['threads'], result['budget']
-    ref = max((c for c in result['configs'] if c['n_scales'] == 1), key=lambda c: c['macs'])
+    # ratios against the widest plain network (the widest network when the family has no plain member)
+    ref = max([c for c in result['configs'] if c['n_scales'] == 1] or result['configs'], key=lambda c: c['macs'])
     lines = [
         f"**{result['study']}** — {result['task']}" + (f" ×{result['scale']}" if result['task'] == 'sr' else '') +
         f"; every network: {budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
@@ -389,9 +390,12 @@ def learning_curve_result(paths, name):
     for path in paths:
         with open(path) as f:
             results.append(json.load(f))
-    recipe = {k: v for k, v in results[0]['budget'].items() if k != 'iterations'}
+    # The tested weights follow from the number of iterations (raw weights while BasicSR's EMA still holds much of
+    # the initialisation, the EMA after: study.tested_param_key), so they may differ between budgets.
+    per_budget = ('iterations', 'tested_weights')
+    recipe = {k: v for k, v in results[0]['budget'].items() if k not in per_budget}
     for path, result in zip(paths, results):
-        other = {k: v for k, v in result['budget'].items() if k != 'iterations'}
+        other = {k: v for k, v in result['budget'].items() if k not in per_budget}
         if other != recipe or result['sets'] != results[0]['sets'] or result['ms3_options'] != results[0][
                 'ms3_options']:
             raise ValueError(f'{path} is not of the same family as {paths[0]}: a learning curve compares one recipe '
@@ -403,6 +407,7 @@ def learning_curve_result(paths, name):
     # Budgets as text keys, as they read back from the JSON file.
     return dict(study=name, recipe=recipe, sets=results[0]['sets'], ms3_options=results[0]['ms3_options'],
                 budgets=budgets, seeds={str(r['budget']['iterations']): r['seeds'] for r in results},
+                tested_weights={str(r['budget']['iterations']): r['budget']['tested_weights'] for r in results},
                 sources=[osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths],
                 command='python scripts/learning_curve.py ' + ' '.join(osp.relpath(osp.abspath(p), REPO_ROOT)
                                                                        for p in paths) + f' --name {name}',
@@ -424,6 +429,7 @@ def learning_curve_markdown(result):
         f"{result['recipe']['batch']}, HR patch {result['recipe']['gt_size']}, Adam {result['recipe']['lr']:g} + "
         f"{result['recipe']['scheduler']}) at " + ', '.join(f'{b:,}' for b in budgets) + ' iterations; seeds: ' +
         '; '.join(f"{b:,}: {', '.join(map(str, result['seeds'][str(b)]))}" for b in budgets) +
+        '; tested weights: ' + '; '.join(f"{b:,}: `{result['tested_weights'][str(b)]}`" for b in budgets) +
         (f"; MS³ options {result['ms3_options']}" if result['ms3_options'] else '') + '.',
         '',
         f"Command: `{result['command']}` (from the frontier results {', '.join(result['sources'])}).",

@@ -58,6 +58,17 @@ def test_distances_to_a_hand_made_frontier():
     assert 'delta_macs' not in by_key['plain f64']
 
 
+def test_a_family_without_plain_members_is_tabulated():
+    """--widths with no width (MS³ members only, e.g. trained beside a plain run elsewhere): no line, no distance."""
+    result = _frontier_result(1000, {}, {64: (30.8, 31.0)})
+    result.update(complexity_input='1x3x128x128', command='x', task='sr', scale=2, ms3_options={},
+                  latency=dict(input='1x3x128x128', threads=[1], repeats=1, machine='m', torch='t'))
+    result['members'] = []
+    result['budget']['ema_decay'] = 0
+    table = frontier.markdown(result)
+    assert '| MS³ n=2, 64 ch |' in table and '(100%)' in table and 'outside' in table
+
+
 def test_family_members_and_names():
     plain = dict(name='EDSR_x2_recipe', manual_seed=0, network_g=dict(type='EDSR', num_feat=64, upscale=2))
     opts = frontier.family_options(plain, [32, 64], {2: [90]}, [0, 1], dict(cross_scale_init=0), ms3_tag='c0')
@@ -163,6 +174,7 @@ def test_learning_curve_of_hand_made_frontiers(tmp_path):
         paths[-1].write_text(json.dumps(_frontier_result(iterations, plain, ms3)))
     result = frontier.learning_curve_result([str(p) for p in reversed(paths)], 'curve')
     assert result['budgets'] == [1000, 3000] and result['seeds'] == {'1000': [0, 1], '3000': [0, 1]}
+    assert result['tested_weights'] == {'1000': 'params', '3000': 'params'}
     n2 = result['curve']['n2 f64']  # at 2048 M multiply-adds: half-way (log) between 1024 M and 4096 M
     # mean of sets A and B (B = A + 1) per seed: 31.3 and 31.5 at 1k; the plain line there: 31.5
     assert n2['psnr']['1000'] == pytest.approx(dict(mean=31.4, min=31.3, max=31.5, spread=0.2, n=2))
@@ -174,6 +186,13 @@ def test_learning_curve_of_hand_made_frontiers(tmp_path):
     assert '| MS³ n=2, 92 ch | 4.23 G | – | 34.00 [34.00, 34.00] | – | outside |' in table  # not at 1k; beyond the line
     frontier.learning_curve_plot(result, str(tmp_path / 'curve.png'))
     assert (tmp_path / 'curve.png').stat().st_size > 0
+
+    ema = _frontier_result(10000, {32: (31.0, 31.0)}, {})
+    ema['budget']['tested_weights'] = 'params_ema'  # chosen by the budget: still the same family
+    (tmp_path / 'ema.json').write_text(json.dumps(ema))
+    longer = frontier.learning_curve_result([str(paths[0]), str(tmp_path / 'ema.json')], 'curve')
+    assert longer['tested_weights'] == {'1000': 'params', '10000': 'params_ema'}
+    assert '10,000: `params_ema`' in frontier.learning_curve_markdown(longer)
 
     other = _frontier_result(10000, {32: (31.0, 31.0)}, {})
     other['budget']['lr'] = 2e-4

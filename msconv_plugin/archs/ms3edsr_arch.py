@@ -7,9 +7,10 @@ from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_cross_scale_init,
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
-# 'whole' since 2026-12-01 (it was 'trunk'): on EDSR-M x2 at 1,000 iterations, two seeds, n=2 'whole' at 72 channels
-# lies 0.02 dB [0.01, 0.03] below the plain line at equal multiply-adds against 0.05 dB [0.01, 0.12] (three seeds)
-# for 'trunk' at 64, and it is faster and lighter at equal multiply-adds (docs/when_to_use_ms3.md#which-ms³-settings).
+# 'whole' since 2026-12-01 (it was 'trunk'): on EDSR-M x2 at 1,000 iterations, three seeds, n=2 'whole' at 72
+# channels lies 0.03 dB [0.00, 0.08] below the plain line at equal multiply-adds against 0.05 dB [0.01, 0.12] for
+# 'trunk' at 64 (a tie), and at one width it is faster on one thread and lighter in training
+# (docs/when_to_use_ms3.md#which-ms³-settings).
 DEFAULT_SCOPE = 'whole'
 
 
