@@ -238,10 +238,8 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
         opts = [o for o in opts if o['name'] not in untrained]
         if not opts:
             raise FileNotFoundError(f"No member of {plain['name']} has finished training (--skip-untrained).")
-    if untrained and not skip_untrained:
-        check_study_inputs(plain, plain_path, benchmark_root, sets)
-    else:  # nothing to train: the test sets are all a study needs
-        check_study_inputs(plain, plain_path, benchmark_root, sets, training=False)
+    # the training data only when something is to be trained; the test sets always
+    check_study_inputs(plain, plain_path, benchmark_root, sets, training=bool(untrained) and not skip_untrained)
     work_dir = osp.join(REPO_ROOT, 'experiments', 'quality_study', plain['name'])
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(lambda o: reused[o['name']] or train_and_test(o, work_dir, benchmark_root, sets, threads,

@@ -64,7 +64,6 @@ def test_a_family_without_plain_members_is_tabulated():
     result.update(complexity_input='1x3x128x128', command='x', task='sr', scale=2, ms3_options={},
                   latency=dict(input='1x3x128x128', threads=[1], repeats=1, machine='m', torch='t'))
     result['members'] = []
-    result['budget']['ema_decay'] = 0
     table = frontier.markdown(result)
     assert '| MS³ n=2, 64 ch |' in table and '(100%)' in table and 'outside' in table
 
