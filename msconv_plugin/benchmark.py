@@ -15,9 +15,9 @@ from .complexity import NETWORKS, count, equal_macs_width, ms3_kwargs, narrowed,
 FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
 
-def settings_for(device):
+def settings_for(device, formats=tuple(FORMATS)):
     precisions = ['fp32', 'amp'] if device == 'cuda' else ['fp32']
-    return [(p, f) for p in precisions for f in FORMATS]
+    return [(p, f) for p in precisions for f in formats]
 
 
 def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32):
@@ -72,9 +72,18 @@ def peak_memory_mb(fn, device):
     return peak / 2**20
 
 
-def make_calls(model, device, precision, fmt, size, batch, train_size, train_batch):
-    """Closures for one inference call and one training step in one setting."""
+def compiled(model):
+    """``model`` through ``torch.compile`` for inference: inductor with ``freezing`` (weights treated as constants:
+    convolutions with their element-wise neighbours fused, weights pre-packed). Needs a C++ compiler on the CPU; the
+    first call compiles."""
+    return torch.compile(model, options={'freezing': True})
+
+
+def make_calls(model, device, precision, fmt, size, batch, train_size, train_batch, compile=False):
+    """Closures for one inference call and one training step in one setting; with ``compile`` the inference call
+    runs ``compiled(model)`` (the training step stays eager)."""
     model = copy.deepcopy(model).to(device=device, memory_format=FORMATS[fmt])
+    net = compiled(model) if compile else model
     x = torch.rand(batch, 3, size, size, device=device).to(memory_format=FORMATS[fmt])
     scale = model(torch.rand(1, 3, 8, 8, device=device)).shape[-1] // 8
     lq = torch.rand(train_batch, 3, train_size, train_size, device=device).to(memory_format=FORMATS[fmt])
@@ -84,7 +93,7 @@ def make_calls(model, device, precision, fmt, size, batch, train_size, train_bat
 
     def infer():
         with torch.no_grad(), autocast(device, precision):
-            model(x)
+            net(x)
         sync(device)
 
     def train_step():
@@ -120,20 +129,24 @@ def benchmark(name, scale, size, args, device):
     rows, infer_calls, train_calls = {}, {}, {}
     for variant, (net_type, kwargs) in variants.items():
         model = ARCH_REGISTRY.get(net_type)(**kwargs)
-        for precision, fmt in settings_for(device):
+        for precision, fmt in settings_for(device, getattr(args, 'formats', None) or FORMATS):
             key = (variant, precision, fmt)
             infer_calls[key], train_calls[key] = make_calls(model, device, precision, fmt, size, args.batch,
-                                                            args.train_size, args.train_batch)
+                                                            args.train_size, args.train_batch,
+                                                            getattr(args, 'compile', False))
             rows[key] = dict(network=name, variant=variant, equal_macs_plain=equal_to.get(variant), type=net_type,
                              kwargs=kwargs, scale=scale, size=size,
-                             device=device, precision=precision, memory_format=fmt, batch=args.batch,
+                             device=device, precision=precision, memory_format=fmt,
+                             compiled=getattr(args, 'compile', False), batch=args.batch,
                              train_batch=args.train_batch, train_size=args.train_size)
     latency = interleaved_medians(infer_calls, args.warmup, args.repeats)
     step = interleaved_medians(train_calls, 1, args.train_repeats)
     for key, row in rows.items():
         row.update(latency_ms=latency[key] * 1e3, throughput=args.batch / latency[key],
                    train_step_ms=step[key] * 1e3,
-                   peak_memory_mb=peak_memory_mb(infer_calls[key], device),
+                   # on the CPU a compiled graph allocates outside the profiler's view: no inference peak then
+                   peak_memory_mb=None if row['compiled'] and device == 'cpu' else peak_memory_mb(
+                       infer_calls[key], device),
                    train_peak_memory_mb=peak_memory_mb(train_calls[key], device))
     if args.profile:  # each variant's fastest inference setting, operator by operator
         for variant in variants:
@@ -175,7 +188,9 @@ def fastest(rows):
                  setting=f"{row['precision']} {row['memory_format']}", latency_ms=row['latency_ms'],
                  throughput=row['throughput'], speedup=plain['latency_ms'] / row['latency_ms'],
                  speedup_vs_equal_macs=equal[0]['latency_ms'] / row['latency_ms'] if equal else None,
-                 peak_memory_mb=row['peak_memory_mb'], memory_ratio=row['peak_memory_mb'] / plain['peak_memory_mb'],
+                 peak_memory_mb=row['peak_memory_mb'],
+                 memory_ratio=(None if row['peak_memory_mb'] is None else
+                               row['peak_memory_mb'] / plain['peak_memory_mb']),
                  train_setting=f"{train['precision']} {train['memory_format']}", train_step_ms=train['train_step_ms'],
                  train_speedup=plain_train['train_step_ms'] / train['train_step_ms'],
                  train_speedup_vs_equal_macs=equal[1]['train_step_ms'] / train['train_step_ms'] if equal else None,
@@ -184,9 +199,20 @@ def fastest(rows):
     return summary
 
 
+def _mb(value):
+    return '–' if value is None else f'{value:.1f}'
+
+
+def _share(value):
+    return '–' if value is None else f'{value:.0%}'
+
+
 def markdown(rows, summary, env):
     lines = [
-        f"Machine: {env['machine']}; torch {env['torch']}; {env['threads']} threads; device {env['device']}.", '',
+        f"Machine: {env['machine']}" + (f" ({env['cpu_capability']})" if env.get('cpu_capability') else '') +
+        f"; torch {env['torch']}; {env['threads']} threads; device {env['device']}"
+        + ('; inference through `torch.compile` (inductor, freezing), training steps eager.' if env.get('compiled')
+           else '; eager.'), '',
         '### Every setting', '',
         '| network | × | LR size | variant | setting | latency ms | images/s | peak MB | train step ms | '
         'train peak MB |', '|---|---|---|---|---|---|---|---|---|---|'
@@ -194,7 +220,7 @@ def markdown(rows, summary, env):
     for r in rows:
         lines.append(f"| {r['network']} | {r['scale']} | {r['size']} | {r['variant']} | {r['precision']} "
                      f"{r['memory_format']} | {r['latency_ms']:.1f} | {r['throughput']:.2f} | "
-                     f"{r['peak_memory_mb']:.1f} | {r['train_step_ms']:.1f} | {r['train_peak_memory_mb']:.1f} |")
+                     f"{_mb(r['peak_memory_mb'])} | {r['train_step_ms']:.1f} | {r['train_peak_memory_mb']:.1f} |")
     lines += [
         '', "### Each variant in its fastest setting (speed-ups against the full plain network's fastest and "
         "against the plain network of equal multiply-adds, `plain f<width>`)", '',
@@ -208,7 +234,7 @@ def markdown(rows, summary, env):
     for s in summary:
         lines.append(f"| {s['network']} | {s['scale']} | {s['size']} | {s['variant']} | {s['setting']} | "
                      f"{s['latency_ms']:.1f} | {s['speedup']:.2f}× | {versus(s, 'speedup_vs_equal_macs')} | "
-                     f"{s['peak_memory_mb']:.1f} | {s['memory_ratio']:.0%} | {s['train_step_ms']:.1f} | "
+                     f"{_mb(s['peak_memory_mb'])} | {_share(s['memory_ratio'])} | {s['train_step_ms']:.1f} | "
                      f"{s['train_speedup']:.2f}× | {versus(s, 'train_speedup_vs_equal_macs')} | "
                      f"{s['train_peak_memory_mb']:.1f} | {s['train_memory_ratio']:.0%} |")
     profiled = [r for r in rows if r.get('profile')]

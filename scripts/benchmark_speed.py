@@ -6,16 +6,20 @@
 
 For every network, scale and LR size, the plain network, its conversions (``--n-scales``, default 2 and 3) and, for
 each conversion, the plain network narrowed to the same multiply-adds (``plain f<width>``; ``--no-equal-macs``
-leaves them out) run in every setting: on the CPU fp32 in NCHW and channels_last; on CUDA (when present) fp32 and
-AMP (fp16), both formats. Timings are interleaved (one call of each setting per round, ``--repeats`` rounds after
-``--warmup``) so that machine noise hits every setting alike; we report medians. Each variant is then reported in
-its fastest setting; its speed-up is the full plain network's fastest median latency over the variant's fastest, and
-``vs equal-MAC plain`` the same against the narrowed plain network (the alternative a user has to MS³).
+leaves them out) run in every setting: on the CPU fp32 in NCHW and channels_last (``--formats``); on CUDA (when
+present) fp32 and AMP (fp16), both formats. Timings are interleaved (one call of each setting per round,
+``--repeats`` rounds after ``--warmup``) so that machine noise hits every setting alike; we report medians. Each
+variant is then reported in its fastest setting; its speed-up is the full plain network's fastest median latency over
+the variant's fastest, and ``vs equal-MAC plain`` the same against the narrowed plain network (the alternative a
+user has to MS³).
 
 Measured per setting: inference latency (batch ``--batch``) and throughput (images/s); one training step (forward,
 L1 loss, backward, Adam step; batch ``--train-batch`` of ``--train-size`` LR patches) time; peak memory of both.
 Peak memory is the peak of tensor memory allocated during the call beyond what was live before it: CUDA's
 allocator statistics on the GPU, and on the CPU the allocation timeline of ``torch.profiler`` (profile_memory).
+With ``--compile``, every network's inference runs through ``torch.compile`` (inductor with freezing: convolutions
+fused with their element-wise neighbours, weights pre-packed; the best-configured CPU deployment), the plain networks
+as well as the conversions; the first call, which compiles, falls in the warm-up; training steps stay eager.
 With ``--profile PASSES``, each variant's fastest inference setting is also profiled operator by operator
 (``torch.profiler``, self CPU time per call of the costliest ``--profile-top`` operators): where a conversion falls
 short of its operation count, this shows what the time goes to.
@@ -23,6 +27,7 @@ short of its operation count, this shows what the time goes to.
 import argparse
 import json
 import platform
+import shutil
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
@@ -51,17 +56,26 @@ def main(argv=None):
     parser.add_argument('--train-batch', type=int, default=4)
     parser.add_argument('--train-size', type=int, default=48)
     parser.add_argument('--train-repeats', type=int, default=5)
+    parser.add_argument('--formats', nargs='+', default=['nchw', 'channels_last'], choices=['nchw', 'channels_last'],
+                        help='memory formats to time (each variant is reported in its fastest)')
+    parser.add_argument('--compile', action='store_true',
+                        help='time inference through torch.compile (inductor, freezing) for every network alike; '
+                        'training steps stay eager. Needs a C++ compiler on the CPU')
     parser.add_argument('--json', help='also write everything as JSON to this path')
     parser.add_argument('--profile', type=int, default=0, metavar='PASSES',
                         help="also profile each variant's fastest inference setting over PASSES calls (torch.profiler)"
                         ' and list its costliest operators')
     parser.add_argument('--profile-top', type=int, default=8, help='operators listed per profile')
     args = parser.parse_args(argv)
+    if args.compile and args.device == 'cpu' and not (shutil.which('g++') or shutil.which('c++')):
+        parser.error('--compile needs a C++ compiler (g++) for torch.compile on the CPU: install one or leave out '
+                     '--compile.')
 
     torch.set_num_threads(args.threads)
     env = dict(machine=f'{platform.machine()} {platform.processor() or platform.platform()}',
+               cpu_capability=torch.backends.cpu.get_cpu_capability(),  # the vector ISA PyTorch's kernels use
                python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads(),
-               device=torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu')
+               device=torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu', compiled=args.compile)
     rows = []
     for name in args.networks:
         for scale in args.scales if NETWORKS[name][3] else [1]:  # a network without a scale argument: x1 only

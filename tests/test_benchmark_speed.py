@@ -47,3 +47,55 @@ def test_benchmark_speed_writes_documented_json(tmp_path):
         assert [op['self_ms'] for op in prof['ops']] == sorted((op['self_ms'] for op in prof['ops']), reverse=True)
         assert all(op['calls'] > 0 and 0 < op['share'] <= 1 for op in prof['ops'])
     assert 'Inference profile' in markdown and 'aten::' in markdown
+
+
+def _row(variant, latency, peak, equal=None, compiled=True):
+    return dict(network='EDSR-M', variant=variant, equal_macs_plain=equal, scale=2, size=16, device='cpu',
+                precision='fp32', memory_format='channels_last', compiled=compiled, latency_ms=latency,
+                throughput=1e3 / latency, train_step_ms=2 * latency, peak_memory_mb=peak, train_peak_memory_mb=3.)
+
+
+def test_compiled_rows_report_no_inference_memory_and_say_so():
+    """--compile: the CPU profiler cannot see a compiled graph's allocations, so its inference peak is '–', not 0,
+    and the table's header says that inference was compiled and training eager."""
+    from msconv_plugin.benchmark import fastest, markdown
+    rows = [_row('plain', 10., None), _row('n=2', 4., None, 'plain f42'), _row('plain f42', 5., None)]
+    summary = {s['variant']: s for s in fastest(rows)}
+    assert summary['n=2']['memory_ratio'] is None and summary['n=2']['train_memory_ratio'] == 1.
+    assert summary['n=2']['speedup'] == 2.5 and summary['n=2']['speedup_vs_equal_macs'] == 1.25
+    env = dict(machine='x', torch='t', threads=1, device='cpu')
+    text = markdown(rows, list(summary.values()), dict(env, compiled=True))
+    assert 'inference through `torch.compile` (inductor, freezing), training steps eager' in text
+    assert '| EDSR-M | 2 | 16 | n=2 | fp32 channels_last | 4.0 | 2.50× | 1.25× (plain f42) | – | – |' in text
+    assert '; eager.' in markdown([_row('plain', 10., 2., compiled=False)], fastest([_row('plain', 10., 2.)]), env)
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_any_work(monkeypatch, capsys):
+    sys.path.insert(0, osp.join(REPO, 'scripts'))
+    try:
+        import benchmark_speed
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(benchmark_speed.shutil, 'which', lambda name: None)
+    with pytest.raises(SystemExit) as exc:
+        benchmark_speed.main(['--compile', '--device', 'cpu'])
+    assert exc.value.code == 2 and '--compile needs a C++ compiler' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_inference_call_matches_eager():
+    """``make_calls(..., compile=True)`` times the network through torch.compile (inductor, freezing)."""
+    import shutil
+
+    import torch
+    from basicsr.archs import build_network
+
+    from msconv_plugin.benchmark import compiled
+    if shutil.which('g++') is None and shutil.which('c++') is None:
+        pytest.skip('torch.compile (inductor) needs a C++ compiler on the CPU')
+    torch.manual_seed(0)
+    net = build_network(dict(type='MS3EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)).eval()
+    x = torch.rand(1, 3, 12, 10).to(memory_format=torch.channels_last)
+    net = net.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(net)(x), net(x), rtol=1e-4, atol=1e-5)
