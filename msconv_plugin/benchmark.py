@@ -11,6 +11,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch.profiler import ProfilerActivity, profile
 
 from .complexity import NETWORKS, count, equal_macs_width, ms3_kwargs, narrowed, plain_kwargs
+from .inference import compile_for_inference
 
 FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
@@ -72,18 +73,12 @@ def peak_memory_mb(fn, device):
     return peak / 2**20
 
 
-def compiled(model):
-    """``model`` through ``torch.compile`` for inference: inductor with ``freezing`` (weights treated as constants:
-    convolutions with their element-wise neighbours fused, weights pre-packed). Needs a C++ compiler on the CPU; the
-    first call compiles."""
-    return torch.compile(model, options={'freezing': True})
-
-
 def make_calls(model, device, precision, fmt, size, batch, train_size, train_batch, compile=False):
     """Closures for one inference call and one training step in one setting; with ``compile`` the inference call
-    runs ``compiled(model)`` (the training step stays eager)."""
+    runs ``inference.compile_for_inference(model)``, as ``python -m msconv_plugin.inference --compile`` does (the
+    training step stays eager)."""
     model = copy.deepcopy(model).to(device=device, memory_format=FORMATS[fmt])
-    net = compiled(model) if compile else model
+    net = compile_for_inference(model) if compile else model
     x = torch.rand(batch, 3, size, size, device=device).to(memory_format=FORMATS[fmt])
     scale = model(torch.rand(1, 3, 8, 8, device=device)).shape[-1] // 8
     lq = torch.rand(train_batch, 3, train_size, train_size, device=device).to(memory_format=FORMATS[fmt])

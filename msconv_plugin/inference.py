@@ -1,7 +1,7 @@
 """Run a trained network on an image or a folder of images, whole or tile by tile.
 
 ``python -m msconv_plugin.inference -i <file or folder> -o <folder> --model <zoo name or .pth> [--opt <options.yml>]
-[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto] [--overwrite] [--debug]``
+[--tile N] [--tile-pad P] [--zoo PATH] [--suffix S] [--device cpu|cuda|auto] [--overwrite] [--compile] [--debug]``
 
 - ``--model``: a name of the model zoo (``msconv_plugin/model_zoo.json``, shipped with the package, or ``--zoo``,
   or the environment variable ``MSCONV_ZOO``; its entries carry the network's options), or the path of any BasicSR
@@ -18,6 +18,8 @@
 - ``--tile N`` cuts the input into N×N tiles, each run with ``--tile-pad`` pixels of context on every side, so
   that large images fit in memory; with a context at least the network's receptive-field radius the result equals
   the untiled one.
+- ``--compile`` runs the network through ``torch.compile`` (``compile_for_inference``); the reported times include
+  the compilation of the first image (and of the first image of a second size).
 
 The functions that find and build a model (``load_zoo``, ``zoo_entry``, ``build_model``) are in
 ``msconv_plugin.zoo``; ``tile_forward`` and ``enhance`` here are reusable from other code.
@@ -26,6 +28,7 @@ import argparse
 import math
 import os
 import os.path as osp
+import shutil
 import statistics
 import sys
 import time
@@ -43,9 +46,23 @@ from .file_safety import check_writable, is_grey_alpha, plan_outputs, upright, w
 from .zoo import ZOO_ENV, build_model
 
 
+def compile_for_inference(net):
+    """``net`` through ``torch.compile`` for inference: inductor with ``freezing`` (weights treated as constants:
+    convolutions fused with their element-wise neighbours, weights pre-packed). The first call at a size compiles
+    (seconds to a minute); a second size recompiles once with dynamic sizes. On the CPU it needs a C++ compiler.
+    docs/benchmarks.md measures what it gains, for the plain networks and the conversions alike."""
+    return torch.compile(net, options={'freezing': True})
+
+
+def _network(net):
+    """The network itself, also when ``net`` is its ``torch.compile`` wrapper."""
+    return getattr(net, '_orig_mod', net)
+
+
 def input_multiple(net):
     """What the input's height and width must be a multiple of: RRDBNet-like networks at scale 1 and 2
     pixel-unshuffle their input by 4 and 2; others take any size (MS³ networks pad at their split)."""
+    net = _network(net)
     scale = getattr(net, 'scale', None)
     if 'RRDBNet' in type(net).__name__ and scale in (1, 2):
         return 4 // scale
@@ -56,7 +73,7 @@ def tile_alignment(net):
     """Where a tile may start so that the network sees the same pixel grid as on the whole image: multiples of
     ``input_multiple`` times the coarsest MS³ pooling factor (2**(n_scales − 1)), so that pixel-unshuffle and 2×2
     pooling group the same pixels in a tile as in the whole image."""
-    pooling = max([2**(m.n_scales - 1) for m in net.modules() if isinstance(m, MS3Split)], default=1)
+    pooling = max([2**(m.n_scales - 1) for m in _network(net).modules() if isinstance(m, MS3Split)], default=1)
     return input_multiple(net) * pooling
 
 
@@ -191,9 +208,16 @@ def parse_args(argv=None):
                         help="Output names are <stem>_<suffix>.png. Default: the model's name (file stem), or 'out'.")
     parser.add_argument('--device', default='auto', choices=('cpu', 'cuda', 'auto'), help='Default: %(default)s.')
     parser.add_argument('--overwrite', action='store_true', help='Replace existing output files (never an input).')
+    parser.add_argument('--compile', action='store_true',
+                        help='Run the network through torch.compile (inductor, freezing): faster on many images of '
+                        'one size or with --tile; the first image (and the first of a second size) pays the '
+                        'compilation. On the CPU it needs a C++ compiler.')
     args = parser.parse_args(argv)
     if args.tile < 0 or args.tile_pad < 0:
         parser.error('--tile and --tile-pad must be >= 0.')
+    if args.compile and args.device != 'cuda' and not (shutil.which('g++') or shutil.which('c++')):
+        parser.error('--compile needs a C++ compiler (g++) for torch.compile on the CPU: install one or leave out '
+                     '--compile.')
     return args
 
 
@@ -205,6 +229,8 @@ def main(argv=None):
     num_in_ch = info['network_g'].get('num_in_ch', 3)
     if num_in_ch != 3:
         raise ValueError(f'{info["name"]} takes {num_in_ch}-channel input; only RGB networks are supported.')
+    if args.compile:
+        net = compile_for_inference(net)
     suffix = args.suffix or osp.splitext(osp.basename(args.model))[0] or 'out'
     images = list_images(args.input)
     outputs = [osp.join(args.output, f'{osp.splitext(osp.basename(path))[0]}_{suffix}.png') for path in images]
@@ -215,7 +241,8 @@ def main(argv=None):
     check_writable(args.output)
     print(f'Model {info["name"]} ({info["network_g"]["type"]}, ×{scale}, {info["param_key"] or "state dict"} of '
           f'{info["weights_path"]}) on {device}; {len(images)} image(s); '
-          f'{f"tiles {args.tile}, context {args.tile_pad}" if args.tile else "whole images"}.', flush=True)
+          f'{f"tiles {args.tile}, context {args.tile_pad}" if args.tile else "whole images"}'
+          f'{"; through torch.compile (the first call at a size compiles)" if args.compile else ""}.', flush=True)
 
     times, unreadable = [], []
     for path, out_path in zip(tqdm(images, desc='Images', unit='img'), outputs):

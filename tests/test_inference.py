@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os.path as osp
+import shutil
 
 import cv2
 import numpy as np
@@ -221,3 +222,33 @@ def test_clear_errors(tmp_path, zoo, monkeypatch):
     bad.write_bytes(b'not a png')
     with pytest.raises(ValueError, match=r'Cannot read image .*bad\.png'):
         run(*common[2:], '-i', bad, '--model', 'TinyEDSR_x2')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
+                    reason='torch.compile (inductor) needs a C++ compiler on the CPU')
+def test_compile_gives_the_eager_images_tiled(tmp_path, zoo, capsys):
+    """--compile (torch.compile, inductor with freezing; what benchmark_speed.py --compile times): the same images
+    as eager, tiled (tiles of several sizes: the second size recompiles with dynamic sizes; a wrapped network still
+    tiles on its pooling grid)."""
+    images = tmp_path / 'in'
+    images.mkdir()
+    cv2.imwrite(str(images / 'a.png'), random_image((21, 26, 3)))
+    cv2.imwrite(str(images / 'b.png'), random_image((16, 19, 3), seed=1))
+    name = 'TinyMS3EDSR_x2'
+    args = ('-i', images, '--model', name, '--zoo', zoo, '--device', 'cpu', '--tile', 12, '--tile-pad', 6)
+    eager = run('-o', tmp_path / 'eager', *args)
+    compiled = run('-o', tmp_path / 'compiled', *args, '--compile')
+    for a, b in zip(eager, compiled):
+        diff = np.abs(cv2.imread(a).astype(int) - cv2.imread(b).astype(int))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99  # fused float32 work may round differently
+    assert 'through torch.compile' in capsys.readouterr().out
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_any_work(tmp_path, zoo, monkeypatch):
+    import msconv_plugin.inference as inference
+    monkeypatch.setattr(inference.shutil, 'which', lambda name: None)
+    with pytest.raises(SystemExit) as exc:
+        run('-i', tmp_path, '-o', tmp_path / 'out', '--model', 'TinyEDSR_x2', '--zoo', zoo, '--device', 'cpu',
+            '--compile')
+    assert exc.value.code == 2 and not (tmp_path / 'out').exists()
