@@ -179,7 +179,8 @@ def measure_latency(networks, size, threads, warmup=2, repeats=7):
 
 def earlier_members(paths):
     """{member name: (member, path)} of earlier frontier results (JSON files written by this module), and
-    {path: the commands that trained and tested them} (their own command, and those of what they reused)."""
+    {path: the commands that trained and tested them}: those of what they reused and, when they trained members
+    themselves, their own command."""
     members, commands = {}, {}
     for path in paths:
         if not osp.isfile(path):
@@ -189,7 +190,9 @@ def earlier_members(paths):
         for m in result.get('members', []):
             members.setdefault(m['name'], (m, path))
         reused = [c for r in result.get('reused', []) for c in r['commands']]
-        commands[osp.relpath(osp.abspath(path), REPO_ROOT)] = reused or [result.get('command')]
+        trained_here = any('reused_from' not in m for m in result.get('members', []))
+        commands[osp.relpath(osp.abspath(path), REPO_ROOT)] = list(
+            dict.fromkeys(reused + [result.get('command')] if trained_here or not reused else reused))
     return members, commands
 
 

@@ -239,3 +239,26 @@ def test_members_of_earlier_results_are_reused_not_trained(tmp_path, family_name
     refused = rf'--reuse: MS3{family_name}_n2_f16-s0 in .*earlier\.json differs .*network_g'
     with pytest.raises(ValueError, match=refused):
         frontier.main(argv)
+
+
+def test_reuse_names_every_command_behind_the_reused_members(tmp_path):
+    """A result that reused some members and trained others: both its own command and the reused ones are named;
+    a result that only re-timed (every member reused) passes the reused commands on, not its own."""
+    mixed = tmp_path / 'mixed.json'
+    mixed.write_text(json.dumps(dict(
+        command='frontier --trained-64-and-96',
+        members=[dict(name='a-s0', reused_from='first.json'), dict(name='b-s0')],
+        reused=[dict(path='first.json', commands=['frontier --trained-72'])])))
+    retimed = tmp_path / 'retimed.json'
+    retimed.write_text(json.dumps(dict(
+        command='frontier --skip-untrained --reuse mixed.json',
+        members=[dict(name='a-s0', reused_from='mixed.json'), dict(name='b-s0', reused_from='mixed.json')],
+        reused=[dict(path='mixed.json', commands=['frontier --trained-72', 'frontier --trained-64-and-96'])])))
+    first = tmp_path / 'first.json'
+    first.write_text(json.dumps(dict(command='frontier --trained-72', members=[dict(name='a-s0')])))
+    members, commands = frontier.earlier_members([str(mixed), str(retimed), str(first)])
+    by_file = {osp.basename(path): c for path, c in commands.items()}
+    assert by_file == {'mixed.json': ['frontier --trained-72', 'frontier --trained-64-and-96'],
+                       'retimed.json': ['frontier --trained-72', 'frontier --trained-64-and-96'],
+                       'first.json': ['frontier --trained-72']}
+    assert members['b-s0'][1] == str(mixed)  # the first file that holds a member is the one it is taken from
