@@ -42,7 +42,8 @@ def s2_parameter_check(model):
             conv = layer.same_scale
             counted += sum(p.numel() for p in layer.parameters())
             closed_form += ms3conv_num_params(conv.in_channels, conv.out_channels, layer.n_scales, layer.interaction,
-                                              conv.kernel_size[0], conv.bias is not None, conv.groups)
+                                              conv.kernel_size[0], conv.bias is not None, conv.groups,
+                                              layer.downsample, layer.upsample)
     return counted, closed_form
 
 

@@ -654,8 +654,8 @@ def ms3_convert(model, n_scales=2, interaction='adjacent', split=None, fuse=None
             with a kernel larger than 1×1.
         fuse (str | None): Module name of the convolution that becomes S3. Default: None, the last convolution (kernel
             larger than 1×1) feeding the first upsampling after the split, else the last such convolution.
-        downsample (str): 'avg' or 'max', between scales. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned', between scales. Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned', between scales. Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights (``scale_cross_scale_init_``).
             Default: 0 (``DEFAULT_CROSS_SCALE_INIT``).
 

@@ -54,6 +54,16 @@ def compile_for_inference(net):
     return torch.compile(net, options={'freezing': True})
 
 
+def compile_refusal(device):
+    """Why ``compile_for_inference`` cannot run on ``device`` ('cpu', 'cuda' or 'auto'), as a one-line message for
+    ``--compile``, or None. Inductor generates C++ for the CPU: a run on the CPU needs a C++ compiler (on CUDA it
+    generates Triton kernels and does not)."""
+    on_cuda = device == 'cuda' or (device == 'auto' and torch.cuda.is_available())
+    if on_cuda or shutil.which('g++') or shutil.which('c++'):
+        return None
+    return '--compile needs a C++ compiler (g++) for torch.compile on the CPU: install one or leave out --compile.'
+
+
 def _network(net):
     """The network itself, also when ``net`` is its ``torch.compile`` wrapper."""
     return getattr(net, '_orig_mod', net)
@@ -215,9 +225,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.tile < 0 or args.tile_pad < 0:
         parser.error('--tile and --tile-pad must be >= 0.')
-    if args.compile and args.device != 'cuda' and not (shutil.which('g++') or shutil.which('c++')):
-        parser.error('--compile needs a C++ compiler (g++) for torch.compile on the CPU: install one or leave out '
-                     '--compile.')
+    if args.compile and compile_refusal(args.device):
+        parser.error(compile_refusal(args.device))
     return args
 
 

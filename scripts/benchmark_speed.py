@@ -27,7 +27,6 @@ short of its operation count, this shows what the time goes to.
 import argparse
 import json
 import platform
-import shutil
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
@@ -35,6 +34,7 @@ from msconv_plugin.cli import run
 import torch
 from msconv_plugin.benchmark import benchmark, fastest, markdown
 from msconv_plugin.complexity import NETWORKS
+from msconv_plugin.inference import compile_refusal
 
 
 def main(argv=None):
@@ -67,9 +67,8 @@ def main(argv=None):
                         ' and list its costliest operators')
     parser.add_argument('--profile-top', type=int, default=8, help='operators listed per profile')
     args = parser.parse_args(argv)
-    if args.compile and args.device == 'cpu' and not (shutil.which('g++') or shutil.which('c++')):
-        parser.error('--compile needs a C++ compiler (g++) for torch.compile on the CPU: install one or leave out '
-                     '--compile.')
+    if args.compile and compile_refusal(args.device):
+        parser.error(compile_refusal(args.device))
 
     torch.set_num_threads(args.threads)
     env = dict(machine=f'{platform.machine()} {platform.processor() or platform.platform()}',

@@ -1,5 +1,6 @@
 import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -76,7 +77,7 @@ def test_compile_without_a_cpp_compiler_is_refused_before_any_work(monkeypatch, 
         import benchmark_speed
     finally:
         sys.path.pop(0)
-    monkeypatch.setattr(benchmark_speed.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(shutil, 'which', lambda name: None)
     with pytest.raises(SystemExit) as exc:
         benchmark_speed.main(['--compile', '--device', 'cpu'])
     assert exc.value.code == 2 and '--compile needs a C++ compiler' in capsys.readouterr().err

@@ -20,16 +20,18 @@ TINY = {
 SIZES = {'MS3RRDBNet': [(16, 12), (26, 14)]}
 # Every network at n=2 (n=3's split and fuse are the same code with one more branch; the ONNX and oracle tests
 # cover them): each case compiles twice, up to a minute or two on two CPU cores.
-CASES = [(net_type, 2) for net_type in TINY]
+# One more: learned resampling filters (depthwise convolutions between the kernels; the reference S2 path).
+CASES = [(net_type, 2, {}) for net_type in TINY] + [('MS3EDSR', 2, dict(downsample='learned', upsample='learned'))]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
                     reason='torch.compile (inductor) needs a C++ compiler on the CPU')
-@pytest.mark.parametrize('net_type,n_scales', CASES)
-def test_compiled_network_matches_eager_at_several_sizes(net_type, n_scales):
+@pytest.mark.parametrize('net_type,n_scales,options', CASES)
+def test_compiled_network_matches_eager_at_several_sizes(net_type, n_scales, options):
     torch.manual_seed(0)
-    net = build_network(dict(type=net_type, num_in_ch=3, num_out_ch=3, n_scales=n_scales, **TINY[net_type])).eval()
+    net = build_network(
+        dict(type=net_type, num_in_ch=3, num_out_ch=3, n_scales=n_scales, **TINY[net_type], **options)).eval()
     compiled = torch.compile(net)
     for size in SIZES.get(net_type, [(16, 12), (13, 7)]):  # 2nd size: recompiled with dynamic sizes
         x = torch.rand(1, 3, *size)

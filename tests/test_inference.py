@@ -252,3 +252,17 @@ def test_compile_without_a_cpp_compiler_is_refused_before_any_work(tmp_path, zoo
         run('-i', tmp_path, '-o', tmp_path / 'out', '--model', 'TinyEDSR_x2', '--zoo', zoo, '--device', 'cpu',
             '--compile')
     assert exc.value.code == 2 and not (tmp_path / 'out').exists()
+
+
+def test_compile_refusal_asks_for_a_cpp_compiler_only_on_the_cpu(monkeypatch):
+    """Inductor writes C++ for the CPU and Triton for CUDA: without g++, --compile is refused for 'cpu' and for
+    'auto' on a machine without CUDA, never for 'cuda'."""
+    import msconv_plugin.inference as inference
+    monkeypatch.setattr(shutil, 'which', lambda name: None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert 'C++ compiler' in inference.compile_refusal('cpu') and 'C++ compiler' in inference.compile_refusal('auto')
+    assert inference.compile_refusal('cuda') is None
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert inference.compile_refusal('auto') is None
+    monkeypatch.setattr(shutil, 'which', lambda name: '/usr/bin/g++' if name == 'g++' else None)
+    assert inference.compile_refusal('cpu') is None

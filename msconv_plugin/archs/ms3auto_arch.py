@@ -33,8 +33,8 @@ class MS3Auto(fx.GraphModule):
             convolution with a kernel larger than 1×1.
         fuse (str | None): Module name of the convolution that becomes the fuse (S3). Default: None, the last
             convolution (kernel larger than 1×1) feeding the first upsampling, else the last such convolution.
-        downsample (str): 'avg' or 'max'. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned' (see ``MS3Conv``). Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned', between scales. Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
             (``DEFAULT_CROSS_SCALE_INIT``).

@@ -117,8 +117,9 @@ class MS3CARN(nn.Module):
         group (int): 1: CARN; larger: CARN-M with ``group`` groups (see ``CARN``). Default: 1.
         n_scales (int): Number of scales; 1 is exactly CARN (see ``carn_to_ms3carn``). Default: 2.
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
-        downsample (str): 'avg' or 'max'. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear' (between scales; the image upsampler is CARN's). Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned' (see ``MS3Conv``). Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned' (between scales; the image upsampler is CARN's).
+            Default: 'nearest'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
             (``DEFAULT_CROSS_SCALE_INIT``).

@@ -24,7 +24,12 @@ Choices the patent leaves open (all documented in the README):
 - Down-/up-sampling. Defaults: 2×2 average pooling down and nearest-neighbour up. Average pooling is the
   anti-aliasing box filter, nearest is its adjoint (together they preserve the local mean), both are exact on
   even sizes, cost no parameters and next to no operations, and run well in channels_last. Also offered:
-  ``downsample='max'`` and ``upsample='bilinear'``.
+  ``downsample='max'``, ``upsample='bilinear'``, and learned ones whose parameters and multiply-adds are counted:
+  ``downsample='learned'`` (a depthwise 3×3 stride-2 filter per cross-scale kernel, initialised as the 2×2
+  average) and ``upsample='learned'`` (nearest, then a depthwise 3×3 filter per cross-scale kernel and per fuse
+  level, initialised as the identity; [1/4, 1/2, 1/4] in each direction would be bilinear). Both start exactly as
+  the defaults. The split (S1) pools by averaging with ``'learned'`` too: its input is the output of the network's
+  own first convolution, which already learns what the pooling sees.
 - Sizes. At the split the features are padded (replicate, bottom/right) to a multiple of ``2**(n_scales - 1)``;
   the fuse crops back, so the output has exactly the size the plain network would give, for any input size.
 - Biases. Only the same-scale kernel (shared, like its weight) and the finest fuse convolution carry a bias:
@@ -41,8 +46,8 @@ from torch.nn import functional as F
 
 INTERACTIONS = ('adjacent', 'full')
 SCOPES = ('trunk', 'whole')
-DOWNSAMPLES = ('avg', 'max')
-UPSAMPLES = ('nearest', 'bilinear')
+DOWNSAMPLES = ('avg', 'max', 'learned')
+UPSAMPLES = ('nearest', 'bilinear', 'learned')
 
 
 def check_ms3_args(n_scales, interaction='adjacent', downsample='avg', upsample='nearest', num_feat=None):
@@ -111,6 +116,12 @@ def num_cross_scale_kernels(n_scales, interaction):
     return 2 * n_scales - 2 if interaction == 'adjacent' else n_scales * (n_scales - 1)
 
 
+def num_resampling_steps(n_scales, interaction):
+    """Halvings (equally, doublings) of H and W that an S2 layer's cross-scale kernels apply, summed over the
+    kernels from finer (equally, coarser) branches: n−1 for adjacent interaction, (n−1)n(n+1)/6 for full."""
+    return sum(i - j for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction) if j < i)
+
+
 def downsample(x, times, mode='avg'):
     """Halve height and width ``times`` times."""
     if times == 0:
@@ -143,6 +154,49 @@ def add_upsampled_(x, y, times, mode='nearest'):
         x.view(n, c, h, factor, w, factor).add_(y.view(n, c, h, 1, w, 1))
         return x
     return x.add_(upsample(y, times, mode))
+
+
+class LearnedDownsample(nn.Module):
+    """Halve height and width with a learned depthwise 3×3 filter of stride 2 (``downsample='learned'``).
+
+    Initialised as 2×2 average pooling, which it equals exactly on even sizes (taps (1…2, 1…2) at 1/4, the others
+    at 0); it can learn, for instance, the smoother [1/4, 1/2, 1/4] filter in each direction. 9 parameters per
+    channel, 9 multiply-adds per output element (counted by ``complexity.count``).
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        weight = torch.zeros(channels, 1, 3, 3)
+        weight[:, :, 1:, 1:] = 0.25
+        self.weight = nn.Parameter(weight)  # not an nn.Conv2d: network-wide re-initialisations leave it alone
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, stride=2, padding=1, groups=self.weight.size(0))
+
+
+class LearnedUpsample(nn.Module):
+    """Double height and width: nearest enlargement, then a learned depthwise 3×3 filter (``upsample='learned'``).
+
+    Initialised as the identity, so that it starts exactly as nearest; [1/4, 1/2, 1/4] in each direction is
+    bilinear (``align_corners=False``) away from the borders. 9 parameters per channel, 9 multiply-adds per output
+    element (counted by ``complexity.count``).
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        weight = torch.zeros(channels, 1, 3, 3)
+        weight[:, :, 1, 1] = 1
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x):
+        x = F.interpolate(x, scale_factor=2, mode='nearest')
+        return F.conv2d(x, self.weight, padding=1, groups=self.weight.size(0))
+
+
+def learned_resampling(times, channels, mode):
+    """``times`` learned halvings (``mode='down'``) or doublings (``'up'``) of ``channels`` channels, in order."""
+    step = LearnedDownsample if mode == 'down' else LearnedUpsample
+    return nn.Sequential(*[step(channels) for _ in range(times)])
 
 
 class _AvgPoolKeepingNoInput(torch.autograd.Function):
@@ -257,7 +311,8 @@ class MS3Split(nn.Module):
 
     Args:
         n_scales (int): Number of scales (branches). 1 returns the features unchanged. Default: 2.
-        downsample (str): 'avg' (2×2 average pooling) or 'max'. Default: 'avg'.
+        downsample (str): 'avg' (2×2 average pooling), 'max', or 'learned' (which pools by averaging here: the
+            learned filters are the S2 layers'). Default: 'avg'.
     """
 
     def __init__(self, n_scales=2, downsample='avg'):
@@ -265,6 +320,7 @@ class MS3Split(nn.Module):
         check_ms3_args(n_scales, downsample=downsample)
         self.n_scales = n_scales
         self.downsample = downsample
+        self.pool = 'max' if downsample == 'max' else 'avg'
 
     def forward(self, x):
         if self.n_scales == 1:
@@ -282,12 +338,12 @@ class MS3Split(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
         width = x.size(1) // self.n_scales
         branches = [x[:, i * width:(i + 1) * width] for i in range(self.n_scales)]
-        if self.downsample == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if self.pool == 'avg' and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             # Let backward keep the branches only, not all of x (which may feed a long skip until the fuse): a copy
             # of the finest branch instead of a view into x, and pooling that keeps nothing of its input.
             return [branches[0].clone()] + [_AvgPoolKeepingNoInput.apply(b, 2**i) for i, b in enumerate(branches)
                                              if i > 0]
-        return [downsample(b, i, self.downsample) for i, b in enumerate(branches)]
+        return [downsample(b, i, self.pool) for i, b in enumerate(branches)]
 
 
 class MS3Conv(nn.Module):
@@ -302,8 +358,10 @@ class MS3Conv(nn.Module):
         kernel_size (int): Kernel size of every kernel. Default: 3.
         bias (bool): Whether the (shared) same-scale kernel has a bias. Default: True.
         groups (int): Groups of every kernel, as in ``nn.Conv2d``. Default: 1.
-        downsample (str): 'avg' or 'max', applied to a finer source before its cross-scale kernel. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear', applied after a coarser source's kernel. Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned' (``LearnedDownsample``, one per halving of each kernel from a
+            finer branch), applied to a finer source before its cross-scale kernel. Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned' (``LearnedUpsample``, one per doubling of each kernel
+            from a coarser branch), applied after a coarser source's kernel. Default: 'nearest'.
     """
 
     def __init__(self, in_channels, out_channels, n_scales=2, interaction='adjacent', kernel_size=3, bias=True,
@@ -325,6 +383,15 @@ class MS3Conv(nn.Module):
                 in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=False)
             for i in range(n_scales) for j in cross_scale_sources(i, n_scales, interaction)
         })
+        # Learned resampling: key 'jtoi' resamples what the kernel 'jtoi' carries (its input from a finer branch,
+        # its output to a finer branch).
+        self.cross_scale_resample = nn.ModuleDict()
+        for i in range(n_scales):
+            for j in cross_scale_sources(i, n_scales, interaction):
+                if j < i and downsample == 'learned':
+                    self.cross_scale_resample[f'{j + 1}to{i + 1}'] = learned_resampling(i - j, in_channels, 'down')
+                elif j > i and upsample == 'learned':
+                    self.cross_scale_resample[f'{j + 1}to{i + 1}'] = learned_resampling(j - i, out_channels, 'up')
         # forward_merged's plan, per coarser scale i: the kernels that lift branch i to finer branches t, and the
         # kernels that bring finer branches j (each downsampled i−j times) to scale i.
         sources = partial(cross_scale_sources, n_scales=n_scales, interaction=interaction)
@@ -332,7 +399,8 @@ class MS3Conv(nn.Module):
                       [(j, f'{j + 1}to{i + 1}') for j in sources(i) if j < i]) for i in range(1, n_scales)]
 
     def forward(self, xs):
-        if self.merged and self.n_scales > 1 and self.same_scale.groups == 1:
+        # Learned resampling filters sit between the kernels that forward_merged stacks: reference path.
+        if self.merged and self.n_scales > 1 and self.same_scale.groups == 1 and not self.cross_scale_resample:
             return self.forward_merged(xs)
         return self.forward_reference(xs)
 
@@ -342,11 +410,13 @@ class MS3Conv(nn.Module):
         for i, x in enumerate(xs):
             out = self.same_scale(x)
             for j in cross_scale_sources(i, self.n_scales, self.interaction):
-                kernel = self.cross_scale[f'{j + 1}to{i + 1}']
+                key = f'{j + 1}to{i + 1}'
+                kernel, resample = self.cross_scale[key], self.cross_scale_resample[key] \
+                    if key in self.cross_scale_resample else None
                 if j < i:  # finer source: downsample first, so the kernel runs at the coarser size
-                    out = out + kernel(downsample(xs[j], i - j, self.downsample))
+                    out = out + kernel(resample(xs[j]) if resample else downsample(xs[j], i - j, self.downsample))
                 else:  # coarser source: kernel at its own size, then upsample
-                    out = out + upsample(kernel(xs[j]), j - i, self.upsample)
+                    out = out + (resample(kernel(xs[j])) if resample else upsample(kernel(xs[j]), j - i, self.upsample))
             outs.append(out)
         return outs
 
@@ -390,7 +460,8 @@ class MS3Fuse(nn.Module):
         out_channels (int): Output channels (the replaced convolution's output depth).
         n_scales (int): Number of scales. 1 is exactly an ordinary ``nn.Conv2d``. Default: 2.
         kernel_size (int): Kernel size. Default: 3.
-        upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
+        upsample (str): 'nearest', 'bilinear' or 'learned' (``LearnedUpsample``, one per scale above the finest:
+            ``resample[i - 1]`` doubles the sum of branches i… before branch i−1 is added). Default: 'nearest'.
     """
 
     def __init__(self, in_channels, out_channels, n_scales=2, kernel_size=3, upsample='nearest'):
@@ -400,13 +471,18 @@ class MS3Fuse(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=i == 0)
             for i in range(n_scales))
+        self.resample = nn.ModuleList(
+            LearnedUpsample(out_channels) for _ in range(n_scales - 1) if upsample == 'learned')
 
     def forward(self, xs, size):
         # Coarse to fine: up(up(c3) + c2) + c1 = c1 + up(c2) + up²(c3), since upsampling is linear; each
         # upsampling then works on the smallest tensor possible.
         out = self.convs[-1](xs[-1])
-        for conv, x in zip(reversed(self.convs[:-1]), reversed(xs[:-1])):
-            out = add_upsampled_(conv(x), out, 1, self.upsample)
+        for i in reversed(range(len(xs) - 1)):
+            if self.resample:
+                out = self.convs[i](xs[i]).add_(self.resample[i](out))
+            else:
+                out = add_upsampled_(self.convs[i](xs[i]), out, 1, self.upsample)
         return out[..., :size[0], :size[1]]
 
 
@@ -459,10 +535,14 @@ class MS3Upsample(nn.Sequential):
         super().__init__(*layers)
 
 
-def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True, groups=1):
-    """Closed form of an S2 layer's parameter count: k²·(c_in/groups)·c_out·(1 + #cross-scale kernels) + c_out."""
+def ms3conv_num_params(in_channels, out_channels, n_scales, interaction, kernel_size=3, bias=True, groups=1,
+                       downsample='avg', upsample='nearest'):
+    """Closed form of an S2 layer's parameter count: k²·(c_in/groups)·c_out·(1 + #cross-scale kernels) + c_out,
+    plus 9·c_in per learned halving and 9·c_out per learned doubling (``num_resampling_steps`` of each)."""
     kernels = 1 + num_cross_scale_kernels(n_scales, interaction)
-    return kernel_size**2 * in_channels // groups * out_channels * kernels + (out_channels if bias else 0)
+    steps = num_resampling_steps(n_scales, interaction)
+    learned = 9 * steps * (in_channels * (downsample == 'learned') + out_channels * (upsample == 'learned'))
+    return kernel_size**2 * in_channels // groups * out_channels * kernels + (out_channels if bias else 0) + learned
 
 
 def convert_plain_state_dict(state_dict, renames):
@@ -482,8 +562,9 @@ def convert_plain_state_dict(state_dict, renames):
 
 
 __all__ = [
-    'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'MS3ResidualBlockNoBN', 'MS3Upsample', 'branchwise', 'add_scaled',
-    'add_upsampled_', 'conv2d_of', 'branchwise_cat', 'check_ms3_args', 'check_cross_scale_init', 'check_scope',
-    'scale_cross_scale_init_', 'cross_scale_sources', 'num_cross_scale_kernels', 'ms3conv_num_params',
-    'convert_plain_state_dict', 'DEFAULT_CROSS_SCALE_INIT'
+    'Branchwise', 'MS3Split', 'MS3Conv', 'MS3Fuse', 'LearnedDownsample', 'LearnedUpsample', 'MS3ResidualBlockNoBN',
+    'MS3Upsample', 'branchwise', 'add_scaled', 'add_upsampled_', 'conv2d_of', 'branchwise_cat', 'check_ms3_args',
+    'check_cross_scale_init', 'check_scope', 'scale_cross_scale_init_', 'cross_scale_sources',
+    'num_cross_scale_kernels', 'num_resampling_steps', 'ms3conv_num_params', 'convert_plain_state_dict',
+    'DEFAULT_CROSS_SCALE_INIT'
 ]

@@ -42,8 +42,8 @@ class MS3EDSR(nn.Module):
         rgb_mean (tuple[float]): Image mean in RGB orders. Default: (0.4488, 0.4371, 0.4040), from DIV2K.
         n_scales (int): Number of scales; 1 is exactly EDSR (see ``edsr_to_ms3edsr``). Default: 2.
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
-        downsample (str): 'avg' or 'max'. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear', between scales. Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned' (see ``MS3Conv``). Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned', between scales. Default: 'nearest'.
         scope (str): 'whole' or 'trunk', see above. Default: 'whole'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0

@@ -34,8 +34,8 @@ class MS3SRResNet(nn.Module):
         upscale (int): Upsampling factor. Support x2, x3 and x4. Default: 4.
         n_scales (int): Number of scales; 1 is exactly MSRResNet (see ``msrresnet_to_ms3srresnet``). Default: 2.
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
-        downsample (str): 'avg' or 'max'. Default: 'avg'.
-        upsample (str): 'nearest' or 'bilinear'. Default: 'nearest'.
+        downsample (str): 'avg', 'max' or 'learned' (see ``MS3Conv``). Default: 'avg'.
+        upsample (str): 'nearest', 'bilinear' or 'learned'. Default: 'nearest'.
         scope (str): 'trunk' or 'whole', see above. Default: 'whole'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
