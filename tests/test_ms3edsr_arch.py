@@ -67,7 +67,41 @@ def test_parameter_count(n_scales, interaction):
         assert sum(p.numel() for p in net.parameters()) == body + first + after + fuse
 
 
+@pytest.mark.parametrize('scope', ['trunk', 'whole'])
+@pytest.mark.parametrize('split_after', [1, 3])
+def test_n_scales_1_is_edsr_wherever_the_split_is(scope, split_after):
+    torch.manual_seed(0)
+    edsr = EDSR(3, 3, 16, 3, 2, res_scale=0.1)
+    ms3 = MS3EDSR(3, 3, 16, 3, 2, res_scale=0.1, n_scales=1, scope=scope, split_after=split_after)
+    ms3.load_state_dict(edsr_to_ms3edsr(edsr.state_dict(), scope, split_after), strict=True)
+    assert_equivalent(edsr, ms3, torch.rand(2, 3, 17, 23))
+
+
+@pytest.mark.parametrize('scope', ['trunk', 'whole'])
+@pytest.mark.parametrize('n_scales,split_after', [(2, 1), (2, 2), (3, 1)])
+def test_split_after_blocks(scope, n_scales, split_after):
+    """The first ``split_after`` blocks are EDSR's at full resolution (full width: 'trunk' keeps num_feat, 'whole'
+    the branches' total), the others S2 blocks; shapes, parameter count and gradients."""
+    torch.manual_seed(0)
+    num_feat, num_block = 13, 3
+    w = num_feat // n_scales
+    net = MS3EDSR(3, 3, num_feat, num_block, 2, n_scales=n_scales, scope=scope, split_after=split_after)
+    full = num_feat if scope == 'trunk' else n_scales * w
+    base = MS3EDSR(3, 3, num_feat, num_block, 2, n_scales=n_scales, scope=scope)
+    plain_block, ms3_block = 2 * (9 * full * full + full), 2 * ms3conv_num_params(w, w, n_scales, 'adjacent')
+    assert sum(p.numel() for p in net.parameters()) == \
+        sum(p.numel() for p in base.parameters()) + split_after * (plain_block - ms3_block)
+    assert [type(block).__name__ for block in net.body] == \
+        ['ResidualBlockNoBN'] * split_after + ['MS3ResidualBlockNoBN'] * (num_block - split_after)
+    for h, w_ in [(17, 23), (3, 5)]:
+        assert net(torch.rand(2, 3, h, w_)).shape == (2, 3, 2 * h, 2 * w_)
+    assert_shared_weights_and_gradients(net, torch.rand(2, 3, 9, 11), n_scales)
+
+
 @pytest.mark.parametrize('kwargs,match', [
+    (dict(split_after=-1), 'split_after'),
+    (dict(split_after=3), 'split_after must be an integer from 0 to num_block \\(2\\)'),
+    (dict(split_after=1.5), 'split_after'),
     (dict(n_scales=0), 'n_scales'),
     (dict(n_scales=-1), 'n_scales'),
     (dict(interaction='dense'), "interaction must be one of \\('adjacent', 'full'\\)"),

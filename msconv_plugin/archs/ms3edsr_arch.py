@@ -1,5 +1,7 @@
 import torch
-from basicsr.archs.arch_util import Upsample, make_layer
+import re
+
+from basicsr.archs.arch_util import ResidualBlockNoBN, Upsample
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 
@@ -48,6 +50,10 @@ class MS3EDSR(nn.Module):
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
             (``DEFAULT_CROSS_SCALE_INIT``).
+        split_after (int): Where the split happens: the first ``split_after`` residual blocks stay EDSR's (full
+            resolution, ``n_scales * (num_feat // n_scales)`` channels with scope 'whole', ``num_feat`` with
+            'trunk'), the split follows them, and the others are converted. With scope 'whole' the long skip is the
+            split of ``conv_first``'s output. Default: 0 (the split right after ``conv_first``).
     """
 
     def __init__(self,
@@ -64,11 +70,15 @@ class MS3EDSR(nn.Module):
                  downsample='avg',
                  upsample='nearest',
                  scope=DEFAULT_SCOPE,
-                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT):
+                 cross_scale_init=DEFAULT_CROSS_SCALE_INIT,
+                 split_after=0):
         super().__init__()
         check_ms3_args(n_scales, interaction, downsample, upsample, num_feat=num_feat)
         check_scope(scope)
         check_cross_scale_init(cross_scale_init)
+        if isinstance(split_after, bool) or not isinstance(split_after, int) or not 0 <= split_after <= num_block:
+            raise ValueError(f'split_after must be an integer from 0 to num_block ({num_block}): the number of '
+                             f'residual blocks before the split, got {split_after!r}.')
         ms3 = dict(n_scales=n_scales, interaction=interaction, downsample=downsample, upsample=upsample)
         branch_feat = num_feat // n_scales
 
@@ -76,12 +86,16 @@ class MS3EDSR(nn.Module):
         self.mean = torch.Tensor(rgb_mean).view(1, 3, 1, 1)
         self.upscale = upscale
         self.scope = scope
+        self.split_after = split_after
 
         # With scope 'trunk' the long skip reads all of conv_first's channels; otherwise only the branches do.
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat if scope == 'trunk' else n_scales * branch_feat, 3, 1, 1)
+        first_feat = num_feat if scope == 'trunk' else n_scales * branch_feat
+        self.conv_first = nn.Conv2d(num_in_ch, first_feat, 3, 1, 1)
         self.split = MS3Split(n_scales, downsample)
-        self.body = make_layer(
-            MS3ResidualBlockNoBN, num_block, num_feat=branch_feat, res_scale=res_scale, pytorch_init=True, **ms3)
+        self.body = nn.Sequential(
+            *[ResidualBlockNoBN(first_feat, res_scale, pytorch_init=True) for _ in range(split_after)],
+            *[MS3ResidualBlockNoBN(branch_feat, res_scale, pytorch_init=True, **ms3)
+              for _ in range(num_block - split_after)])
         if scope == 'trunk':
             self.fuse = MS3Fuse(branch_feat, num_feat, n_scales, upsample=upsample)
             self.upsample = Upsample(upscale, num_feat)
@@ -100,28 +114,32 @@ class MS3EDSR(nn.Module):
         x = self.conv_first(x)
         # The first features are released as soon as they are last used (``x`` rebound), not at the end: the
         # upsampler, where the training step peaks in memory, runs without them.
+        k = self.split_after
         if self.scope == 'trunk':
-            x = self.fuse(self.body(self.split(x)), size).add_(x)
+            x = self.fuse(self.body[k:](self.split(self.body[:k](x))), size).add_(x)
             x = self.conv_last(self.upsample(x))
         else:
-            x = self.split(x)
-            x = add_scaled(x, self.conv_after_body(self.body(x)))
+            skip = self.split(x)
+            x = self.body[k:](self.split(self.body[:k](x)) if k else skip)
+            x = add_scaled(skip, self.conv_after_body(x))
             x = self.fuse(self.upsample(x), (size[0] * self.upscale, size[1] * self.upscale))
         x = x / self.img_range + self.mean
 
         return x
 
 
-def edsr_to_ms3edsr(state_dict, scope=DEFAULT_SCOPE):
-    """Map a BasicSR ``EDSR`` state dict to ``MS3EDSR(n_scales=1, scope=scope)`` with the same other arguments.
+def edsr_to_ms3edsr(state_dict, scope=DEFAULT_SCOPE, split_after=0):
+    """Map a BasicSR ``EDSR`` state dict to ``MS3EDSR(n_scales=1, scope=scope, split_after=split_after)`` with the
+    same other arguments.
 
-    ``body.<k>.conv<1|2>.*`` → ``body.<k>.conv<1|2>.same_scale.*``. With ``scope='trunk'``
+    ``body.<k>.conv<1|2>.*`` → ``body.<k>.conv<1|2>.same_scale.*`` for k ≥ ``split_after``. With ``scope='trunk'``
     ``conv_after_body.*`` → ``fuse.convs.0.*`` and ``conv_first``, ``upsample``, ``conv_last`` keep their names;
     with ``scope='whole'`` ``conv_after_body`` and the upsampler's convolutions gain ``.same_scale`` and
     ``conv_last.*`` → ``fuse.convs.0.*``.
     """
     check_scope(scope)
-    renames = [(r'^body\.(\d+)\.(conv[12])\.', r'body.\1.\2.same_scale.')]
+    blocks = sorted({int(m.group(1)) for key in state_dict for m in [re.match(r'^body\.(\d+)\.', key)] if m})
+    renames = [(rf'^body\.{k}\.(conv[12])\.', rf'body.{k}.\1.same_scale.') for k in blocks if k >= split_after]
     if scope == 'trunk':
         renames.append((r'^conv_after_body\.', 'fuse.convs.0.'))
     else:
