@@ -95,3 +95,31 @@ def test_multiply_adds_of_the_filters_are_counted():
     down = 4 * 9 * c * 8 * 8
     up = 9 * (3 * c + 4 * c) * 16 * 16 + 9 * 3 * 32 * 32
     assert learned - default == down + up
+
+
+def test_drift_measures_how_far_the_filters_moved(tmp_path, capsys, monkeypatch):
+    """``resampling_drift`` (and scripts/resampling_drift.py): 0 right after initialisation, the mean absolute change
+    per tap after one, None for the kinds a network lacks; the script refuses a checkpoint without learned filters
+    in one line."""
+    from msconv_plugin.archs.ms3conv import resampling_drift
+    from msconv_plugin.cli import USER_ERROR_EXIT, run
+    from tests.scripts import load_script
+    net = _build('MS3EDSR', n_scales=3, interaction='full', **LEARNED)
+    assert resampling_drift(net.state_dict()) == {'down': 0, 'up': 0}
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if 'resample' in name:
+                p.add_(0.1 if '1to2' in name or '2to3' in name or '1to3' in name else -0.3)
+    drift = resampling_drift(net.state_dict())
+    assert drift['down'] == pytest.approx(0.1) and drift['up'] == pytest.approx(0.3)
+    assert resampling_drift(_build('MS3EDSR', n_scales=2, upsample='learned').state_dict())['down'] is None
+
+    script = load_script('resampling_drift')
+    torch.save({'params': net.state_dict()}, tmp_path / 'learned.pth')
+    torch.save({'params': _build('MS3EDSR', n_scales=2).state_dict()}, tmp_path / 'plain.pth')
+    assert script.main([str(tmp_path / 'learned.pth')]) is None
+    assert 'down 0.1000, up 0.3000' in capsys.readouterr().out
+    monkeypatch.setattr('sys.argv', ['resampling_drift.py', str(tmp_path / 'plain.pth')])
+    assert run(script.main) == USER_ERROR_EXIT
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'no learned resampling filters' in err

@@ -199,6 +199,27 @@ def learned_resampling(times, channels, mode):
     return nn.Sequential(*[step(channels) for _ in range(times)])
 
 
+def resampling_drift(state_dict):
+    """How far the learned resampling filters in ``state_dict`` have moved from their initialisation.
+
+    Returns ``{'down': d, 'up': u}``: the mean absolute difference per tap between each ``LearnedDownsample``
+    (``LearnedUpsample``) filter and its initial value, over all of them; ``None`` for a kind the network lacks.
+    Cross-scale filters are told apart by their key ('jtoi': down when j < i); the fuse's are up.
+    """
+    initial = {'down': LearnedDownsample(1).weight.detach(), 'up': LearnedUpsample(1).weight.detach()}
+    diffs = {'down': [], 'up': []}
+    for key, value in state_dict.items():
+        match = re.search(r'cross_scale_resample\.(\d+)to(\d+)\.\d+\.weight$', key)
+        if match:
+            kind = 'down' if int(match.group(1)) < int(match.group(2)) else 'up'
+        elif re.search(r'(^|\.)fuse\.resample\.\d+\.weight$', key):
+            kind = 'up'
+        else:
+            continue
+        diffs[kind].append((value.float().cpu() - initial[kind]).abs().flatten())
+    return {kind: torch.cat(d).mean().item() if d else None for kind, d in diffs.items()}
+
+
 class _AvgPoolKeepingNoInput(torch.autograd.Function):
     """``avg_pool2d(x, factor)`` of a tensor whose size divides by ``factor``, keeping nothing of ``x`` for backward,
     which spreads each gradient evenly over its block: the numbers of ``avg_pool2d``'s own backward (the division
@@ -566,5 +587,5 @@ __all__ = [
     'MS3Upsample', 'branchwise', 'add_scaled', 'add_upsampled_', 'conv2d_of', 'branchwise_cat', 'check_ms3_args',
     'check_cross_scale_init', 'check_scope', 'scale_cross_scale_init_', 'cross_scale_sources',
     'num_cross_scale_kernels', 'num_resampling_steps', 'ms3conv_num_params', 'convert_plain_state_dict',
-    'DEFAULT_CROSS_SCALE_INIT'
+    'resampling_drift', 'DEFAULT_CROSS_SCALE_INIT'
 ]
