@@ -225,8 +225,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.tile < 0 or args.tile_pad < 0:
         parser.error('--tile and --tile-pad must be >= 0.')
-    if args.compile and compile_refusal(args.device):
-        parser.error(compile_refusal(args.device))
+    refusal = args.compile and compile_refusal(args.device)
+    if refusal:
+        parser.error(refusal)
     return args
 
 

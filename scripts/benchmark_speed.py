@@ -67,8 +67,9 @@ def main(argv=None):
                         ' and list its costliest operators')
     parser.add_argument('--profile-top', type=int, default=8, help='operators listed per profile')
     args = parser.parse_args(argv)
-    if args.compile and compile_refusal(args.device):
-        parser.error(compile_refusal(args.device))
+    refusal = args.compile and compile_refusal(args.device)
+    if refusal:
+        parser.error(refusal)
 
     torch.set_num_threads(args.threads)
     env = dict(machine=f'{platform.machine()} {platform.processor() or platform.platform()}',

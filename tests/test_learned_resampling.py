@@ -8,19 +8,9 @@ from torch.nn import functional as F
 from msconv_plugin.archs.ms3conv import (LearnedDownsample, LearnedUpsample, MS3Conv, MS3Fuse, ms3conv_num_params,
                                          num_resampling_steps)
 from msconv_plugin.complexity import count, s2_parameter_check
+from tests.test_ms3conv import SMALL_NETWORKS, _build
 
 LEARNED = dict(downsample='learned', upsample='learned')
-SMALL_NETWORKS = {
-    'MS3EDSR': dict(num_feat=12, num_block=2, upscale=2),
-    'MS3SRResNet': dict(num_feat=12, num_block=2, upscale=2),
-    'MS3RRDBNet': dict(scale=2, num_feat=12, num_block=1, num_grow_ch=6),
-    'MS3CARN': dict(num_feat=24, upscale=2),
-}
-
-
-def _build(net_type, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    return build_network(dict(type=net_type, num_in_ch=3, num_out_ch=3, **SMALL_NETWORKS[net_type], **kwargs))
 
 
 def test_filters_start_as_average_pooling_and_nearest():

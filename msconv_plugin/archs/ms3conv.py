@@ -432,8 +432,8 @@ class MS3Conv(nn.Module):
             out = self.same_scale(x)
             for j in cross_scale_sources(i, self.n_scales, self.interaction):
                 key = f'{j + 1}to{i + 1}'
-                kernel, resample = self.cross_scale[key], self.cross_scale_resample[key] \
-                    if key in self.cross_scale_resample else None
+                kernel = self.cross_scale[key]
+                resample = self.cross_scale_resample[key] if key in self.cross_scale_resample else None
                 if j < i:  # finer source: downsample first, so the kernel runs at the coarser size
                     out = out + kernel(resample(xs[j]) if resample else downsample(xs[j], i - j, self.downsample))
                 else:  # coarser source: kernel at its own size, then upsample

@@ -1,6 +1,4 @@
 import torch
-import re
-
 from basicsr.archs.arch_util import ResidualBlockNoBN, Upsample
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
@@ -138,8 +136,9 @@ def edsr_to_ms3edsr(state_dict, scope=DEFAULT_SCOPE, split_after=0):
     ``conv_last.*`` → ``fuse.convs.0.*``.
     """
     check_scope(scope)
-    blocks = sorted({int(m.group(1)) for key in state_dict for m in [re.match(r'^body\.(\d+)\.', key)] if m})
-    renames = [(rf'^body\.{k}\.(conv[12])\.', rf'body.{k}.\1.same_scale.') for k in blocks if k >= split_after]
+    # Blocks before the split keep EDSR's names.
+    renames = [(r'^body\.(\d+)\.(conv[12])\.',
+                lambda m: m.expand(r'body.\1.\2.same_scale.') if int(m[1]) >= split_after else m[0])]
     if scope == 'trunk':
         renames.append((r'^conv_after_body\.', 'fuse.convs.0.'))
     else:
