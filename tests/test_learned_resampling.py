@@ -1,5 +1,5 @@
-"""``downsample='learned'`` / ``upsample='learned'``: depthwise filters that start exactly as the defaults (2×2
-average, nearest), whose parameters and multiply-adds are counted, and which training reaches."""
+"""``downsample='learned'`` / ``upsample='learned'``: depthwise filters that start exactly as 2×2 average pooling and
+bilinear enlargement, whose parameters and multiply-adds are counted, and which training reaches."""
 import pytest
 import torch
 from basicsr.archs import build_network
@@ -13,22 +13,25 @@ from tests.test_ms3conv import SMALL_NETWORKS, _build
 LEARNED = dict(downsample='learned', upsample='learned')
 
 
-def test_filters_start_as_average_pooling_and_nearest():
-    x = torch.randn(2, 5, 10, 14)
-    torch.testing.assert_close(LearnedDownsample(5)(x), F.avg_pool2d(x, 2), rtol=0, atol=1e-6)
-    torch.testing.assert_close(LearnedUpsample(5)(x), F.interpolate(x, scale_factor=2, mode='nearest'), rtol=0,
-                               atol=0)
+@pytest.mark.parametrize('size', [(10, 14), (7, 9)])
+def test_filters_start_as_average_pooling_and_bilinear(size):
+    """Exactly, borders included (the down filter on even sizes, where average pooling is defined without
+    remainder)."""
+    x = torch.randn(2, 5, *size)
+    if size[0] % 2 == 0:
+        torch.testing.assert_close(LearnedDownsample(5)(x), F.avg_pool2d(x, 2), rtol=0, atol=1e-6)
+    bilinear = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
+    torch.testing.assert_close(LearnedUpsample(5)(x), bilinear, rtol=1e-5, atol=1e-6)
 
 
-def test_upsampling_filter_spans_bilinear():
-    """[1/4, 1/2, 1/4] in each direction after nearest is bilinear enlargement away from the border."""
+def test_upsampling_filter_spans_nearest():
+    """The identity filter after nearest is nearest enlargement."""
     up = LearnedUpsample(3)
     with torch.no_grad():
-        taps = torch.tensor([0.25, 0.5, 0.25])
-        up.weight.copy_((taps[:, None] * taps[None, :]).expand(3, 1, 3, 3))
+        up.weight.zero_()
+        up.weight[:, :, 1, 1] = 1
     x = torch.randn(1, 3, 8, 9)
-    bilinear = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
-    torch.testing.assert_close(up(x)[..., 1:-1, 1:-1], bilinear[..., 1:-1, 1:-1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(up(x), F.interpolate(x, scale_factor=2, mode='nearest'), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('interaction,n_scales,steps', [('adjacent', 2, 1), ('adjacent', 4, 3), ('full', 2, 1),
@@ -50,10 +53,11 @@ def test_one_scale_learns_nothing_extra():
 
 
 @pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
-def test_networks_start_exactly_as_the_defaults(net_type):
-    """With the default network's weights, the learned network computes the same image at initialisation, and
-    the parameters it adds are exactly its resampling filters (counted by the S2 closed form)."""
-    default = _build(net_type, n_scales=2, cross_scale_init=1).eval()
+def test_networks_start_exactly_as_average_pooling_and_bilinear(net_type):
+    """With the weights of the network with fixed down-/up-sampling ('avg', 'bilinear'), the learned network
+    computes the same image at initialisation, and the parameters it adds are exactly its resampling filters
+    (counted by the S2 closed form)."""
+    default = _build(net_type, n_scales=2, cross_scale_init=1, upsample='bilinear').eval()
     learned = _build(net_type, n_scales=2, cross_scale_init=1, **LEARNED).eval()
     missing, unexpected = learned.load_state_dict(default.state_dict(), strict=False)
     assert not unexpected and missing and all('resample' in key for key in missing)

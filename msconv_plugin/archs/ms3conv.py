@@ -27,8 +27,8 @@ Choices the patent leaves open (all documented in the README):
   ``downsample='max'``, ``upsample='bilinear'``, and learned ones whose parameters and multiply-adds are counted:
   ``downsample='learned'`` (a depthwise 3×3 stride-2 filter per cross-scale kernel, initialised as the 2×2
   average) and ``upsample='learned'`` (nearest, then a depthwise 3×3 filter per cross-scale kernel and per fuse
-  level, initialised as the identity; [1/4, 1/2, 1/4] in each direction would be bilinear). Both start exactly as
-  the defaults. The split (S1) pools by averaging with ``'learned'`` too: its input is the output of the network's
+  level, initialised as [1/4, 1/2, 1/4] in each direction: bilinear). They start exactly as ``'avg'`` and
+  ``'bilinear'``. The split (S1) pools by averaging with ``'learned'`` too: its input is the output of the network's
   own first convolution, which already learns what the pooling sees.
 - Sizes. At the split the features are padded (replicate, bottom/right) to a multiple of ``2**(n_scales - 1)``;
   the fuse crops back, so the output has exactly the size the plain network would give, for any input size.
@@ -175,22 +175,23 @@ class LearnedDownsample(nn.Module):
 
 
 class LearnedUpsample(nn.Module):
-    """Double height and width: nearest enlargement, then a learned depthwise 3×3 filter (``upsample='learned'``).
+    """Double height and width: nearest enlargement, then a learned depthwise 3×3 filter over its replicate-padded
+    result (``upsample='learned'``).
 
-    Initialised as the identity, so that it starts exactly as nearest; [1/4, 1/2, 1/4] in each direction is
-    bilinear (``align_corners=False``) away from the borders. 9 parameters per channel, 9 multiply-adds per output
-    element (counted by ``complexity.count``).
+    Initialised as [1/4, 1/2, 1/4] in each direction, so that it starts exactly as bilinear enlargement
+    (``align_corners=False``), borders included: the better of the fixed choices in the EDSR-M ablations (the
+    identity would be nearest). 9 parameters per channel, 9 multiply-adds per output element (counted by
+    ``complexity.count``).
     """
 
     def __init__(self, channels):
         super().__init__()
-        weight = torch.zeros(channels, 1, 3, 3)
-        weight[:, :, 1, 1] = 1
-        self.weight = nn.Parameter(weight)
+        taps = torch.tensor([0.25, 0.5, 0.25])
+        self.weight = nn.Parameter((taps[:, None] * taps[None, :]).repeat(channels, 1, 1, 1))
 
     def forward(self, x):
-        x = F.interpolate(x, scale_factor=2, mode='nearest')
-        return F.conv2d(x, self.weight, padding=1, groups=self.weight.size(0))
+        x = F.pad(F.interpolate(x, scale_factor=2, mode='nearest'), (1, 1, 1, 1), mode='replicate')
+        return F.conv2d(x, self.weight, groups=self.weight.size(0))
 
 
 def learned_resampling(times, channels, mode):
