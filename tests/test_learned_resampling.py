@@ -57,15 +57,15 @@ def test_networks_start_exactly_as_average_pooling_and_bilinear(net_type):
     """With the weights of the network with fixed down-/up-sampling ('avg', 'bilinear'), the learned network
     computes the same image at initialisation, and the parameters it adds are exactly its resampling filters
     (counted by the S2 closed form)."""
-    default = _build(net_type, n_scales=2, cross_scale_init=1, upsample='bilinear').eval()
+    fixed = _build(net_type, n_scales=2, cross_scale_init=1, upsample='bilinear').eval()
     learned = _build(net_type, n_scales=2, cross_scale_init=1, **LEARNED).eval()
-    missing, unexpected = learned.load_state_dict(default.state_dict(), strict=False)
+    missing, unexpected = learned.load_state_dict(fixed.state_dict(), strict=False)
     assert not unexpected and missing and all('resample' in key for key in missing)
     counted, closed_form = s2_parameter_check(learned)
     assert counted == closed_form
     x = torch.rand(1, 3, *((14, 10) if net_type == 'MS3RRDBNet' else (13, 10)))  # odd sizes where the split sees them
     with torch.no_grad():
-        torch.testing.assert_close(learned(x), default(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(learned(x), fixed(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('net_type', list(SMALL_NETWORKS))
