@@ -8,11 +8,13 @@ pipelines, ``--auto_resume``, metrics cached), and each distinct network's CPU i
 interleaved with all the others (median, fastest memory format, at each thread count).
 
 The plain widths, joined by straight lines in (log multiply-adds, PSNR) and in (log latency, PSNR), form the
-frontier a user gets by narrowing. Each MS³ member's distance to it is its PSNR minus the frontier's PSNR at the
-same multiply-adds (or the same latency), interpolated on the plain line; it is computed per seed, against the
-plain line of the seed-mean PSNRs, and reported as mean with min/max over seeds. A point outside the plain line's
-range has no distance (``None``): we do not extrapolate; a cost within 1% beyond an end of the line (an MS³ width
-chosen to match the widest plain network's multiply-adds lands a hair above them) is compared with that end.
+frontier a user gets by narrowing; a width that is costlier and no better than another (on the CPU, a width that
+is a multiple of 16 can run faster than a narrower one) is dominated and left off the line. Each MS³ member's
+distance to it is its PSNR minus the frontier's PSNR at the same multiply-adds (or the same latency), interpolated
+on the plain line; it is computed per seed, against the plain line of the seed-mean PSNRs, and reported as mean
+with min/max over seeds. A point outside the plain line's range has no distance (``None``): we do not extrapolate;
+a cost within 1% beyond an end of the line (an MS³ width chosen to match the widest plain network's multiply-adds
+lands a hair above them) is compared with that end.
 
 Names: the plain member of width W and seed S is ``<plain name>_f<W>-s<S>``; the conversion with n scales is
 ``<MS3 type><rest of the plain name>_n<n>_f<W>-s<S>`` (``msconv_plugin.study.derive_options``), its network options
@@ -73,21 +75,32 @@ def seed_summary(values):
                 n=len(values))
 
 
+def frontier_points(points):
+    """The ``(cost, psnr)`` points that make the frontier, by cost: each better than every cheaper one. A plain
+    width that costs at least as much as another and is no better (on the CPU a width that is a multiple of 16 can
+    run faster than a narrower one) is dominated: a user would pick the other, so it is left off the line."""
+    kept = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not kept or y > kept[-1][1]:
+            kept.append((x, y))
+    return kept
+
+
 def interpolate(points, x, tolerance=END_TOLERANCE):
-    """The plain line's PSNR at cost ``x``: ``points`` are ``(cost, psnr)``, joined by straight lines in
-    (log cost, PSNR). A cost within ``tolerance`` (relative) beyond an end of the line counts as that end's cost;
-    ``None`` further outside (no extrapolation)."""
+    """The plain line's PSNR at cost ``x``: ``points`` are ``(cost, psnr)``; the frontier ones
+    (:func:`frontier_points`) are joined by straight lines in (log cost, PSNR), and beyond the costliest of them (when
+    costlier points are dominated) the line stays level. A cost within ``tolerance`` (relative) beyond an end of
+    the points' range counts as that end's cost; ``None`` further outside (no extrapolation)."""
     points = sorted(points)
     if not points or not points[0][0] / (1 + tolerance) <= x <= points[-1][0] * (1 + tolerance):
         return None
+    points = frontier_points(points)
     x = min(max(x, points[0][0]), points[-1][0])
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if x0 <= x <= x1:
-            if x1 == x0:
-                return max(y0, y1)
             t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
             return y0 + t * (y1 - y0)
-    return points[0][1]  # a single point, hit exactly
+    return points[0][1]  # a single frontier point
 
 
 def psnr_with_mean(metrics, sets):
@@ -295,8 +308,8 @@ def markdown(result):
         '',
         f"PSNR on Y: mean over seeds [min, max]; 'mean' is the mean of {' / '.join(sets)}. ΔPSNR: the network's "
         f"mean PSNR minus the plain line's at the same multiply-adds or the same latency (interpolated between plain "
-        f"widths in log cost), per seed, mean [min, max]; 'outside' = beyond the plain widths' range (more than "
-        f"{END_TOLERANCE:.0%}). Latency: "
+        f"widths in log cost; a plain width costlier and no better than another is left off the line), per seed, "
+        f"mean [min, max]; 'outside' = beyond the plain widths' range (more than {END_TOLERANCE:.0%}). Latency: "
         f"{result['latency']['input']}, batch 1, median of {result['latency']['repeats']} interleaved rounds, fastest "
         f"memory format, {result['latency']['machine']}, torch {result['latency']['torch']}. Ratios are against the "
         f"widest plain network ({ref['key']}).",
@@ -347,9 +360,11 @@ def plot(result, path):
             low = [c['psnr'][PSNR_MEAN]['mean'] - c['psnr'][PSNR_MEAN]['min'] for c in group]
             high = [c['psnr'][PSNR_MEAN]['max'] - c['psnr'][PSNR_MEAN]['mean'] for c in group]
             order = sorted(range(len(xs)), key=xs.__getitem__)
-            ax.errorbar([xs[i] for i in order], [ys[i] for i in order], yerr=[[low[i] for i in order],
-                        [high[i] for i in order]], marker=markers.get(n, 'o'), capsize=3,
-                        linestyle='-' if n == 1 else ':', label='plain (frontier)' if n == 1 else f'MS³ n={n}')
+            bars = ax.errorbar([xs[i] for i in order], [ys[i] for i in order], yerr=[[low[i] for i in order],
+                               [high[i] for i in order]], marker=markers.get(n, 'o'), capsize=3,
+                               linestyle='none' if n == 1 else ':', label='plain' if n == 1 else f'MS³ n={n}')
+            if n == 1:  # the frontier joins the plain widths that no other plain width dominates
+                ax.plot(*zip(*frontier_points(list(zip(xs, ys)))), color=bars[0].get_color(), label='plain frontier')
             for c, x, y in zip(group, xs, ys):
                 text = f"{c['width']}"
                 if n > 1:

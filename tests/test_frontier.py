@@ -27,6 +27,19 @@ def test_interpolation_is_linear_in_log_cost_and_never_extrapolates():
     assert frontier.interpolate([], 1.0) is None
 
 
+def test_dominated_plain_widths_are_left_off_the_line():
+    """A width that is costlier and no better than another (48 channels running faster than 46 on a CPU) is not on
+    the frontier: the line joins 32 → 48 → 64 in latency, and stays level beyond its costliest frontier point."""
+    line = [(1.0, 28.0), (3.0, 29.0), (2.0, 29.5), (4.0, 30.0)]  # (ms, dB): 3 ms is slower than 2 ms and worse
+    assert frontier.frontier_points(line) == [(1.0, 28.0), (2.0, 29.5), (4.0, 30.0)]
+    assert frontier.interpolate(line, 2.0) == 29.5
+    assert frontier.interpolate(line, 3.0) == pytest.approx(29.5 + 0.5 * math.log(1.5) / math.log(2))
+    assert frontier.frontier_points([(1.0, 28.0), (1.0, 28.5), (2.0, 28.2)]) == [(1.0, 28.5)]  # equal cost: the best
+    dominated_end = [(1.0, 28.0), (2.0, 29.0), (4.0, 28.9)]  # the costliest width is worse than a cheaper one
+    assert frontier.interpolate(dominated_end, 3.0) == 29.0 and frontier.interpolate(dominated_end, 4.0) == 29.0
+    assert frontier.interpolate(dominated_end, 4.1) is None  # still no extrapolation beyond the measured range
+
+
 def test_seed_summary():
     assert frontier.seed_summary([1.0, 3.0, 2.0]) == dict(mean=2.0, min=1.0, max=3.0, spread=2.0, n=3)
     assert frontier.seed_summary([None, 5.0]) == dict(mean=5.0, min=5.0, max=5.0, spread=0.0, n=1)
