@@ -22,6 +22,7 @@ updated with ``ms3_options`` (for example ``cross_scale_init: 0``).
 """
 import argparse
 import copy
+import glob
 import json
 import math
 import os.path as osp
@@ -42,6 +43,7 @@ from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SET
 
 END_TOLERANCE = 0.01  # relative cost beyond an end of the plain line still compared with that end
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
+QUALITY_TARGET = 0.10  # dB above the plain line at equal multiply-adds: the bar of docs/when_to_use_ms3.md
 
 
 def member_options(base_opt, width, seed):
@@ -514,6 +516,149 @@ def learning_curve_main(argv=None):
                                 'writes them).')
     return write_result(learning_curve_result(args.results, args.name), args.out, learning_curve_markdown,
                         learning_curve_plot)
+
+
+def summary_rows(result, source):
+    """One row per MS³ network of a frontier ``result`` (read from ``source``): what it is, what it costs against
+    the widest plain network of its study, and its distances to that study's plain line (mean PSNR of the sets)."""
+    plain = [c for c in result['configs'] if c['n_scales'] == 1]
+    widest = max(plain, key=lambda c: c['macs']) if plain else None
+    network = next((m['network_g']['type'] for m in result['members'] if m['n_scales'] == 1), None)
+    rows = []
+    for c in result['configs']:
+        if c['n_scales'] == 1:
+            continue
+        rows.append(dict(
+            source=source, study=result['study'], network=network, task=result['task'], scale=result['scale'],
+            iterations=result['budget']['iterations'], lr=result['budget']['lr'],
+            ms3_options=result['ms3_options'], interaction=result['interaction'], n_scales=c['n_scales'],
+            width=c['width'], macs=c['macs'], widest_plain=widest['width'] if widest else None,
+            macs_share=c['macs'] / widest['macs'] if widest else None,
+            seeds=c['psnr'][PSNR_MEAN]['n'], psnr=c['psnr'][PSNR_MEAN], delta_macs=c['delta_macs'][PSNR_MEAN],
+            delta_latency={str(t): d[PSNR_MEAN] for t, d in c['delta_latency'].items()}))
+    return rows
+
+
+def summary_result(paths, name, target=QUALITY_TARGET, command=None):
+    """Every MS³ network of the frontier results (JSON files written by this module) at ``paths``, one row each,
+    ordered by task, scale, budget and learning rate, then by distance to the plain line at equal multiply-adds
+    (closest first). Counts the networks whose mean distance reaches ``target`` (dB) and those with at least one
+    seed above the line. Returns a JSON-able result named ``name``; ``command`` (default: the one naming every
+    path) is the command recorded with it."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            result = json.load(f)
+        if 'configs' not in result or 'budget' not in result:
+            raise ValueError(f'{path} is not a frontier result (python -m msconv_plugin.frontier writes them).')
+        rows += summary_rows(result, osp.relpath(osp.abspath(path), REPO_ROOT))
+    rows.sort(key=lambda r: (r['network'] or '', r['task'], r['scale'], r['iterations'], r['lr'],
+                             r['delta_macs'] is None,
+                             -(r['delta_macs'] or {}).get('mean', 0.0)))
+    measured = [r['delta_macs'] for r in rows if r['delta_macs'] is not None]
+    return dict(study=name, target=target, sources=[osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths],
+                command=command or 'python scripts/frontier_summary.py ' + ' '.join(
+                    osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths) + f' --name {name}',
+                threads=sorted({t for r in rows for t in r['delta_latency']}, key=int), rows=rows,
+                measured=len(measured), reach_target=sum(d['mean'] >= target for d in measured),
+                a_seed_above=sum(d['max'] > 0 for d in measured))
+
+
+def _summary_task(row):
+    return f"{row['network']} {row['task']}" + (f" ×{row['scale']}" if row['task'] == 'sr' else '')
+
+
+def _summary_network(row):
+    options = dict(row['ms3_options'])
+    if row['interaction'] != 'adjacent':
+        options['interaction'] = row['interaction']
+    return (f"n={row['n_scales']}, {row['width']} ch" +
+            (' (' + ', '.join(f'{k}={v}' for k, v in options.items()) + ')' if options else ''))
+
+
+def summary_markdown(result):
+    """One row per MS³ network: task, budget, options, cost, seeds, mean PSNR and distances to the plain line."""
+    threads = result['threads']
+    lines = [
+        f"**{result['study']}** — every MS³ network of {len(result['sources'])} frontier studies against its own "
+        f"study's plain line (same recipe, same seeds, same run for the latency). Target: "
+        f"{result['target']:+.2f} dB at equal multiply-adds (mean over seeds). **{result['reach_target']} of the "
+        f"{result['measured']} networks inside their plain line's range reach it; {result['a_seed_above']} have at "
+        "least one seed above the line.**",
+        '',
+        f"Command: `{result['command']}`",
+        '',
+        "PSNR: mean of the study's test sets, mean [min, max] over seeds. ΔPSNR: minus the plain line's at the same "
+        "multiply-adds or the same latency, per seed, mean [min, max] ('outside': beyond the plain widths). Mult-adds "
+        "of the network, and as a share of the widest plain network of its study. Options not listed were at their "
+        "defaults of the time (each network's record in its study says which). Latencies come from each study's own "
+        "run (machines differ between studies); each study's table names the command that trained it.",
+        '',
+        '| Task | Iterations, lr | MS³ network (options) | Mult-adds | Seeds | mean PSNR | ΔPSNR @ equal MACs | ' +
+        ' | '.join(f'ΔPSNR @ equal latency {t} thr' for t in threads) + ' | Study |',
+        '|---|---|---|---:|---:|---:|---:|' + '---:|' * len(threads) + '---|',
+    ]
+    for r in result['rows']:
+        stem = osp.splitext(osp.basename(r['source']))[0]
+        share = f"{r['macs'] / 1e9:.2f} G" + (f" ({100 * r['macs_share']:.0f}% of {r['widest_plain']} ch)"
+                                              if r['macs_share'] is not None else '')
+        lines.append(
+            f"| {_summary_task(r)} | {r['iterations']:,}, {r['lr']:g} | {_summary_network(r)} | {share} | "
+            f"{r['seeds']} | {_fmt_summary(r['psnr'])} | {_fmt_summary(r['delta_macs'], signed=True)} | " +
+            ' | '.join(_fmt_summary(r['delta_latency'][t], signed=True) if t in r['delta_latency'] else '–'
+                       for t in threads) + f" | [{stem}]({stem}.md) |")
+    return '\n'.join(lines) + '\n'
+
+
+def summary_plot(result, path):
+    """ΔPSNR at equal multiply-adds of every MS³ network inside its plain line's range (bars: min–max over seeds),
+    with the plain line (0) and the target."""
+    require('matplotlib', 'study').use('Agg')
+    plt = require('matplotlib.pyplot', 'study')
+    rows = [r for r in result['rows'] if r['delta_macs'] is not None]
+    fig, ax = plt.subplots(figsize=(12, 1.6 + 0.28 * max(len(rows), 1)))
+    ys = list(range(len(rows)))[::-1]
+    means = [r['delta_macs']['mean'] for r in rows]
+    err = [[r['delta_macs']['mean'] - r['delta_macs']['min'] for r in rows],
+           [r['delta_macs']['max'] - r['delta_macs']['mean'] for r in rows]]
+    ax.errorbar(means, ys, xerr=err, fmt='o', capsize=3)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{_summary_task(r)}, {r['iterations']:,} it, lr {r['lr']:g}: {_summary_network(r)}, "
+                        f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}" for r in rows], fontsize=7)
+    ax.axvline(0, color='grey', linewidth=1, label='plain line (narrowing)')
+    ax.axvline(result['target'], color='green', linestyle='--', linewidth=1, label=f"target {result['target']:+.2f} dB")
+    ax.set_xlabel('ΔPSNR to the plain line at equal multiply-adds (dB, mean PSNR of the test sets)')
+    ax.grid(alpha=0.3, axis='x')
+    ax.legend(fontsize=8, loc='lower left')
+    ax.set_title(f"{result['study']}: {result['reach_target']} of {result['measured']} MS³ networks reach the target"
+                 '\n(bars: min–max over seeds)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary_main(argv=None):
+    """``scripts/frontier_summary.py``: every MS³ network of the frontier results, written as JSON, table and plot."""
+    parser = argparse.ArgumentParser(prog='python scripts/frontier_summary.py', description=(
+        'One table and plot of every MS³ network of several frontier results (python -m msconv_plugin.frontier): '
+        'its distance to its own study\'s plain line, against the target.'))
+    parser.add_argument('results', nargs='*', help='frontier result JSON files (default: every '
+                        'docs/quality/*_frontier*.json)')
+    parser.add_argument('--name', default='frontier_summary', help='name of the summary (file names)')
+    parser.add_argument('--target', type=float, default=QUALITY_TARGET, help='dB above the plain line')
+    parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where it is written')
+    args = parser.parse_args(argv)
+    results = args.results or sorted(glob.glob(osp.join(REPO_ROOT, 'docs', 'quality', '*_frontier*.json')))
+    command = ' '.join(['python scripts/frontier_summary.py'] + [osp.relpath(osp.abspath(p), REPO_ROOT)
+                                                                  for p in args.results] +
+                       ([] if args.name == 'frontier_summary' else ['--name', args.name]) +
+                       ([] if args.target == QUALITY_TARGET else ['--target', f'{args.target:g}']))
+    missing = [p for p in results if not osp.isfile(p)]
+    if missing or not results:
+        raise FileNotFoundError(f"No such frontier result: {', '.join(missing) or 'docs/quality/*_frontier*.json'} "
+                                '(python -m msconv_plugin.frontier writes them).')
+    return write_result(summary_result(results, args.name, args.target, command), args.out, summary_markdown,
+                        summary_plot)
 
 
 def parse_ms3_widths(texts):

@@ -173,7 +173,8 @@ def _frontier_result(iterations, plain, ms3, seeds=(0, 1)):
     budget = dict(iterations=iterations, batch=8, gt_size=48, lr=4e-4, scheduler='Cosine', tested_weights='params',
                   dataset='SunHays80')
     return dict(study=f'x_{iterations}', budget=budget, sets=['A', 'B'], seeds=list(seeds), configs=configs,
-                ms3_options={'cross_scale_init': 0})
+                ms3_options={'cross_scale_init': 0}, task='sr', scale=2, interaction='adjacent',
+                members=[dict(m, network_g={'type': 'EDSR'}) for m in members])
 
 
 def test_learning_curve_of_hand_made_frontiers(tmp_path):
@@ -275,3 +276,47 @@ def test_reuse_names_every_command_behind_the_reused_members(tmp_path):
                        'retimed.json': ['frontier --trained-72', 'frontier --trained-64-and-96'],
                        'first.json': ['frontier --trained-72']}
     assert members['b-s0'][1] == str(mixed)  # the first file that holds a member is the one it is taken from
+
+
+def test_summary_of_hand_made_frontiers(tmp_path):
+    """Every MS³ network of several studies, one row each: its distances to its own study's plain line, ordered by
+    budget then closest first; the target is counted on the mean over seeds, 'a seed above' on the best seed."""
+    near = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.7, 31.1)})  # -0.1 [-0.3, +0.1]
+    far = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.5, 30.5), 92: (33.0, 33.0)})
+    far['interaction'] = 'full'
+    above = _frontier_result(3000, {32: (31.0, 31.0), 64: (33.0, 33.0)}, {64: (32.1, 32.3)})  # +0.2 [+0.1, +0.3]
+    paths = []
+    for name, result in (('far', far), ('above', above), ('near', near)):
+        paths.append(str(tmp_path / f'{name}_frontier.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump(result, f)
+    summary = frontier.summary_result(paths, 'summary')
+    rows = summary['rows']
+    assert [(r['iterations'], osp.basename(r['source']), r['width']) for r in rows] == [
+        (1000, 'near_frontier.json', 64), (1000, 'far_frontier.json', 64), (1000, 'far_frontier.json', 92),
+        (3000, 'above_frontier.json', 64)]
+    assert rows[0]['delta_macs'] == pytest.approx(dict(mean=-0.1, min=-0.3, max=0.1, spread=0.4, n=2))
+    assert rows[1]['delta_macs']['mean'] == pytest.approx(-0.5) and rows[2]['delta_macs'] is None  # 92 ch: outside
+    assert rows[0]['macs_share'] == pytest.approx(0.5) and rows[0]['widest_plain'] == 64
+    assert (summary['measured'], summary['reach_target'], summary['a_seed_above']) == (3, 1, 2)
+    assert summary['threads'] == ['1'] and rows[3]['delta_latency']['1'] is not None
+
+    table = frontier.summary_markdown(summary)
+    assert '**1 of the 3 networks inside their plain line\'s range reach it; 2 have at least one seed above' in table
+    assert ('| EDSR sr ×2 | 3,000, 0.0004 | n=2, 64 ch (cross_scale_init=0) | 2.05 G (50% of 64 ch) | 2 | '
+            '32.70 [32.60, 32.80] | +0.20 [+0.10, +0.30] |') in table
+    assert 'n=2, 92 ch (cross_scale_init=0, interaction=full) | 4.23 G (103% of 64 ch) | 2 | 33.50 [33.50, 33.50] | ' \
+           'outside | +1.00 [+1.00, +1.00] | [far_frontier](far_frontier.md) |' in table  # one latency for all
+    frontier.summary_plot(summary, str(tmp_path / 'summary.png'))
+    assert cv2.imread(str(tmp_path / 'summary.png')) is not None
+
+    # The command line: every frontier result in docs/quality by default, recorded as typed; a bad file is named.
+    out = tmp_path / 'out'
+    written = frontier.summary_main(paths[:1] + ['--name', 'mine', '--target', '0.2', '--out', str(out)])
+    assert written['reach_target'] == 0 and written['command'].endswith(' --name mine --target 0.2')
+    assert sorted(os.listdir(out)) == ['mine.json', 'mine.md', 'mine.png']
+    (tmp_path / 'curve.json').write_text(json.dumps({'study': 'curve', 'curve': {}}))
+    with pytest.raises(ValueError, match=r'curve\.json is not a frontier result'):
+        frontier.summary_result([str(tmp_path / 'curve.json')], 'x')
+    with pytest.raises(FileNotFoundError, match='No such frontier result: nowhere.json'):
+        frontier.summary_main(['nowhere.json', '--out', str(out)])
