@@ -339,7 +339,8 @@ def markdown(result):
                   f"earlier results ({', '.join(r['path'] for r in result['reused'])}; --reuse), which were trained "
                   "and tested by " + '; '.join(f'`{c}`' for c in commands) + '. Latency measured in this run.']
     if result.get('untrained'):
-        lines += ['', f"Not in the table (training not finished): {', '.join(result['untrained'])}."]
+        lines += ['', "Not in the table (not trained, or training not finished; --skip-untrained): "
+                  f"{', '.join(result['untrained'])}."]
     return '\n'.join(lines) + '\n'
 
 
