@@ -511,12 +511,17 @@ def learning_curve_main(argv=None):
     parser.add_argument('--name', required=True, help='name of the curve (file names)')
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'quality'), help='where it is written')
     args = parser.parse_args(argv)
-    missing = [p for p in args.results if not osp.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"No such frontier result: {', '.join(missing)} (python -m msconv_plugin.frontier "
-                                'writes them).')
+    check_results_exist(args.results)
     return write_result(learning_curve_result(args.results, args.name), args.out, learning_curve_markdown,
                         learning_curve_plot)
+
+
+def check_results_exist(paths):
+    """Before any work: every frontier result named on a command line exists (and at least one is named)."""
+    missing = [p for p in paths if not osp.isfile(p)]
+    if missing or not paths:
+        raise FileNotFoundError(f"No such frontier result: {', '.join(missing) or 'none given'} "
+                                '(python -m msconv_plugin.frontier writes them to docs/quality).')
 
 
 def summary_rows(result, source):
@@ -546,20 +551,20 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
     (closest first). Counts the networks whose mean distance reaches ``target`` (dB) and those with at least one
     seed above the line. Returns a JSON-able result named ``name``; ``command`` (default: the one naming every
     path) is the command recorded with it."""
+    sources = [osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths]
     rows = []
-    for path in paths:
+    for path, source in zip(paths, sources):
         with open(path) as f:
             result = json.load(f)
         if 'configs' not in result or 'budget' not in result:
             raise ValueError(f'{path} is not a frontier result (python -m msconv_plugin.frontier writes them).')
-        rows += summary_rows(result, osp.relpath(osp.abspath(path), REPO_ROOT))
+        rows += summary_rows(result, source)
     rows.sort(key=lambda r: (r['network'] or '', r['task'], r['scale'], r['iterations'], r['lr'],
                              r['delta_macs'] is None,
                              -(r['delta_macs'] or {}).get('mean', 0.0)))
     measured = [r['delta_macs'] for r in rows if r['delta_macs'] is not None]
-    return dict(study=name, target=target, sources=[osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths],
-                command=command or 'python scripts/frontier_summary.py ' + ' '.join(
-                    osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths) + f' --name {name}',
+    return dict(study=name, target=target, sources=sources,
+                command=command or f"python scripts/frontier_summary.py {' '.join(sources)} --name {name}",
                 threads=sorted({t for r in rows for t in r['delta_latency']}, key=int), rows=rows,
                 measured=len(measured), reach_target=sum(d['mean'] >= target for d in measured),
                 a_seed_above=sum(d['max'] > 0 for d in measured))
@@ -654,10 +659,7 @@ def summary_main(argv=None):
                                                                   for p in args.results] +
                        ([] if args.name == 'frontier_summary' else ['--name', args.name]) +
                        ([] if args.target == QUALITY_TARGET else ['--target', f'{args.target:g}']))
-    missing = [p for p in results if not osp.isfile(p)]
-    if missing or not results:
-        raise FileNotFoundError(f"No such frontier result: {', '.join(missing) or 'docs/quality/*_frontier*.json'} "
-                                '(python -m msconv_plugin.frontier writes them).')
+    check_results_exist(results)
     return write_result(summary_result(results, args.name, args.target, command), args.out, summary_markdown,
                         summary_plot)
 

@@ -320,3 +320,9 @@ def test_summary_of_hand_made_frontiers(tmp_path):
         frontier.summary_result([str(tmp_path / 'curve.json')], 'x')
     with pytest.raises(FileNotFoundError, match='No such frontier result: nowhere.json'):
         frontier.summary_main(['nowhere.json', '--out', str(out)])
+    # Without files: the published studies of docs/quality, and the command says just that.
+    published = frontier.summary_main(['--name', 'published', '--out', str(out)])
+    assert published['command'] == 'python scripts/frontier_summary.py --name published'
+    assert published['sources'] == sorted(published['sources']) and len(published['sources']) >= 2
+    assert all(s.startswith('docs/quality/') and '_frontier' in s for s in published['sources'])
+    assert published['measured'] == sum(r['delta_macs'] is not None for r in published['rows']) > 0
