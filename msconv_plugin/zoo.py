@@ -349,7 +349,8 @@ def zoo_markdown(zoo):
         'two or three at a time, one thread each, on 2 cores: wall times are those of a loaded machine. Each card\'s '
         '`network_g` is what its weights were trained with: the MS³ networks here started their cross-scale kernels '
         'like the same-scale kernel (`cross_scale_init: 1`, the default until 2026-12-01; it is 0 since) and the '
-        'MS3EDSR networks converted the trunk only (`scope: trunk`, the default until 2026-12-01; `whole` since), '
+        'MS3EDSR networks converted the trunk only (`scope: trunk`, the default again since 2026-12-04; it was `whole` '
+        'from 2026-12-01 to 2026-12-04), '
         'so retraining one from its option file needs those values in `network_g` to reproduce it.',
         '',
         '| Name | Task | Network | Params | Mult-adds (1×3×128×128) | Set5 | Set14 | BSD68 | Iterations | '

@@ -99,8 +99,8 @@ def test_folder_by_zoo_name_whole_and_tiled(tmp_path, zoo, capsys):
 def test_tile_forward_equals_untiled_any_size():
     for network_g, tile, tile_pad, align in [
         (TINY_NETS['TinyEDSR_x2'], 8, 6, 1),  # receptive-field radius 6
-        (dict(TINY_NETS['TinyMS3EDSR_x2'], scope='trunk'), 8, 10, 2),  # radius 10; 2×2 pooling: even starts
-        (TINY_NETS['TinyMS3EDSR_x2'], 8, 12, 2),  # scope 'whole' (the default): radius 11
+        (TINY_NETS['TinyMS3EDSR_x2'], 8, 10, 2),  # scope 'trunk' (the default): radius 10; 2×2 pooling: even starts
+        (dict(TINY_NETS['TinyMS3EDSR_x2'], scope='whole'), 8, 12, 2),  # radius 11
         (dict(TINY_NETS['TinyMS3EDSR_x2'], scope='whole', n_scales=3, num_feat=12), 16, 22, 4),  # radius 22
     ]:
         net = make_net(network_g)

@@ -272,7 +272,7 @@ def test_publish_model_writes_named_file_card_and_test_options(tmp_path, study_n
     assert [m['name'] for m in zoo['models']] == ['MS3EDSR_tiny']
     card = zoo['models'][0]
     # the network as trained, with the settings whose defaults changed written out (today's defaults here)
-    assert card['network_g'] == dict(opt['network_g'], cross_scale_init=0, scope='whole') and card['task'] == 'sr'
+    assert card['network_g'] == dict(opt['network_g'], cross_scale_init=0, scope='trunk') and card['task'] == 'sr'
     assert card['scale'] == 2
     assert card['params'] == sum(p.numel() for p in net.parameters()) and card['macs'] > 0
     assert card['training']['iterations'] == 4 and card['training']['batch'] == 2

@@ -7,11 +7,11 @@ from .ms3conv import DEFAULT_CROSS_SCALE_INIT
 from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsample, add_scaled, check_cross_scale_init,
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
-# 'whole' since 2026-12-01 (it was 'trunk'): on EDSR-M x2 at 1,000 iterations, three seeds, n=2 'whole' at 72
-# channels lies 0.03 dB [0.00, 0.08] below the plain line at equal multiply-adds against 0.05 dB [0.01, 0.12] for
-# 'trunk' at 64 (a tie), and at one width it is faster on one thread and lighter in training
-# (docs/when_to_use_ms3.md#which-ms³-settings).
-DEFAULT_SCOPE = 'whole'
+# 'trunk' (again) since 2026-12-04; it was 'whole' from 2026-12-01. On EDSR-M x2 with three seeds, 'trunk' lies
+# closer to the plain line at equal multiply-adds than 'whole' at 3,000 and 10,000 iterations (by 0.04 and 0.03 dB,
+# every seed) and at x4; 'whole' was closer only at x2 after 1,000 iterations, inside the seed spread. 'whole' is
+# faster against the full EDSR and lighter in training (docs/when_to_use_ms3.md#which-ms³-settings).
+DEFAULT_SCOPE = 'trunk'
 
 
 @ARCH_REGISTRY.register()
@@ -20,11 +20,11 @@ class MS3EDSR(nn.Module):
 
     ``scope`` decides where the fuse (S3) goes:
 
-    - ``'whole'`` (default, ``DEFAULT_SCOPE``): ``conv_after_body`` and the upsampler's convolutions become S2
+    - ``'trunk'`` (default, ``DEFAULT_SCOPE``; also until 2026-12-01): the fuse replaces ``conv_after_body``; the
+      long skip, the upsampler and ``conv_last`` stay as in EDSR.
+    - ``'whole'`` (the default from 2026-12-01 to 2026-12-04): ``conv_after_body`` and the upsampler's convolutions become S2
       layers too (long skip and pixel shuffles act branch by branch) and the fuse replaces ``conv_last``; this saves
       most at ×4, where the upsampler carries a large share of the operations.
-    - ``'trunk'`` (the default until 2026-12-01): the fuse replaces ``conv_after_body``; the long skip, the
-      upsampler and ``conv_last`` stay as in EDSR.
 
     EDSR paper: Enhanced Deep Residual Networks for Single Image Super-Resolution (Lim et al., CVPRW 2017).
     MS³-Conv: patent CN111353939B; Feng et al., Exploring Multi-Scale Feature Propagation and Communication for
@@ -44,7 +44,7 @@ class MS3EDSR(nn.Module):
         interaction (str): Cross-scale interaction, 'adjacent' or 'full'. Default: 'adjacent'.
         downsample (str): 'avg', 'max' or 'learned' (see ``MS3Conv``). Default: 'avg'.
         upsample (str): 'nearest', 'bilinear' or 'learned', between scales. Default: 'nearest'.
-        scope (str): 'whole' or 'trunk', see above. Default: 'whole'.
+        scope (str): 'trunk' or 'whole', see above. Default: 'trunk'.
         cross_scale_init (float): Scale of the cross-scale kernels' initial weights: 1 initialises them like the
             same-scale kernel, 0 starts the branches without interaction (``scale_cross_scale_init_``). Default: 0
             (``DEFAULT_CROSS_SCALE_INIT``).

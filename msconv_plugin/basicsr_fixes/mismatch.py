@@ -54,6 +54,16 @@ def ms3_layout(state_dict):
             f'branch width {state_dict[same_scale[0]].shape[0]}')
 
 
+def ms3edsr_scope(state_dict):
+    """The ``scope`` an ``MS3EDSR`` state dict was saved with, or None when the keys do not say: 'whole' makes
+    ``conv_after_body`` an S2 layer, 'trunk' fuses the branches and keeps EDSR's ``conv_last``."""
+    if any(key.startswith('conv_after_body.same_scale.') for key in state_dict):
+        return 'whole'
+    if 'conv_last.weight' in state_dict and any(key.startswith('fuse.convs.') for key in state_dict):
+        return 'trunk'
+    return None
+
+
 def describe_mismatch(net, state_dict, load_path, param_key):
     """Why ``state_dict`` does not load into ``net`` (strictly), or None when it does."""
     net_state = net.state_dict()
@@ -82,6 +92,11 @@ def describe_mismatch(net, state_dict, load_path, param_key):
     if net_layout or checkpoint_layout:
         lines.append(f'  MS³ layers: the network has {net_layout or "none"}; the checkpoint has '
                      f'{checkpoint_layout or "none (a plain network: convert it, e.g. with edsr_to_ms3edsr)"}.')
+    scope = ms3edsr_scope(state_dict) if type(net).__name__ == 'MS3EDSR' else None
+    if scope and scope != getattr(net, 'scope', scope):
+        lines.append(f"  The checkpoint is an MS3EDSR of scope '{scope}', the network has scope '{net.scope}': set "
+                     f"network_g.scope: {scope} (MS3EDSR's default scope is 'trunk' since 2026-12-04; it was "
+                     f"'whole' from 2026-12-01 to 2026-12-04).")
     if checkpoint_layout:
         lines.append('  Build the network with the options the checkpoint was trained with (n_scales, interaction, '
                      'scope, num_feat, num_block, ...).')
