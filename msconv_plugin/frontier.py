@@ -311,7 +311,8 @@ def markdown(result):
         f"PSNR on Y: mean over seeds [min, max]; 'mean' is the mean of {' / '.join(sets)}. ΔPSNR: each seed's "
         f"PSNR minus the plain line's at the same multiply-adds or the same latency (the line joins the plain widths' "
         f"PSNR means over their seeds, interpolated in log cost; a plain width costlier and no better than another is "
-        f"left off it), mean [min, max] over the network's seeds; 'outside' = beyond the plain widths' range (more than {END_TOLERANCE:.0%}). Latency: "
+        f"left off it), mean [min, max] over the network's seeds; 'outside' = beyond the plain widths' range (more "
+        f"than {END_TOLERANCE:.0%}). Latency: "
         f"{result['latency']['input']}, batch 1, median of {result['latency']['repeats']} interleaved rounds, fastest "
         f"memory format, {result['latency']['machine']}, torch {result['latency']['torch']}. Ratios are against the "
         f"widest plain network ({ref['key']}).",

@@ -22,9 +22,9 @@ class MS3EDSR(nn.Module):
 
     - ``'trunk'`` (default, ``DEFAULT_SCOPE``; also until 2026-12-01): the fuse replaces ``conv_after_body``; the
       long skip, the upsampler and ``conv_last`` stay as in EDSR.
-    - ``'whole'`` (the default from 2026-12-01 to 2026-12-04): ``conv_after_body`` and the upsampler's convolutions become S2
-      layers too (long skip and pixel shuffles act branch by branch) and the fuse replaces ``conv_last``; this saves
-      most at ×4, where the upsampler carries a large share of the operations.
+    - ``'whole'`` (the default from 2026-12-01 to 2026-12-04): ``conv_after_body`` and the upsampler's convolutions
+      become S2 layers too (long skip and pixel shuffles act branch by branch) and the fuse replaces ``conv_last``;
+      this saves most at ×4, where the upsampler carries a large share of the operations.
 
     EDSR paper: Enhanced Deep Residual Networks for Single Image Super-Resolution (Lim et al., CVPRW 2017).
     MS³-Conv: patent CN111353939B; Feng et al., Exploring Multi-Scale Feature Propagation and Communication for
