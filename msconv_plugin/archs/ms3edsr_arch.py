@@ -8,9 +8,9 @@ from .ms3conv import (MS3Conv, MS3Fuse, MS3ResidualBlockNoBN, MS3Split, MS3Upsam
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 # 'trunk' (again) since 2026-12-04; it was 'whole' from 2026-12-01. On EDSR-M x2 with three seeds, 'trunk' lies
-# closer to the plain line at equal multiply-adds than 'whole' at 3,000 and 10,000 iterations (by 0.04 and 0.03 dB,
-# every seed) and at x4; 'whole' was closer only at x2 after 1,000 iterations, inside the seed spread. 'whole' is
-# faster against the full EDSR and lighter in training (docs/when_to_use_ms3.md#which-ms³-settings).
+# closer to the plain line at equal multiply-adds than 'whole' at 3,000 and 10,000 iterations (by 0.04 and 0.02 dB on
+# average, on every seed) and at x4; 'whole' was closer only at x2 after 1,000 iterations, inside the seed spread.
+# 'whole' is faster against the full EDSR and lighter in training (docs/when_to_use_ms3.md#which-ms³-settings).
 DEFAULT_SCOPE = 'trunk'
 
 
