@@ -6,6 +6,7 @@ the experiment lock, truncated network checkpoints), (c) honest resume and the N
 (d) inference on real photos and folders, (e) ``error:`` lines instead of tracebacks (``msconv_plugin.cli``).
 """
 import json
+import logging
 import os
 import os.path as osp
 import subprocess
@@ -277,8 +278,12 @@ def _same(net, state_dict):
     return all(torch.equal(value, state_dict[key]) for key, value in net.state_dict().items())
 
 
-def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, caplog):
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, caplog, monkeypatch):
     from msconv_plugin.zoo import build_model
+
+    # The warning goes to BasicSR's logger, which stops propagation once BasicSR has set it up (get_root_logger):
+    # let it reach caplog whichever test ran before this one.
+    monkeypatch.setattr(logging.getLogger('basicsr'), 'propagate', True)
 
     models, weights, options = _experiment_models(tmp_path)
     net, _, info = build_model(str(models / 'net_g_latest.pth'), opt=options)  # inference and the demo
