@@ -39,7 +39,7 @@ from .cli import run as run_cli
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
                     derive_ablation, derive_options, load_options, parse_overrides, recorded_network_options, task_of,
-                    train_and_test, write_result)
+                    train_and_test, without_spelled_out_defaults, write_result)
 
 END_TOLERANCE = 0.01  # relative cost beyond an end of the plain line still compared with that end
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
@@ -403,6 +403,16 @@ def learning_curve(results):
     return curve
 
 
+def _effective_ms3_options(result):
+    """A frontier result's MS³ options as they act: an option given at a default that has never changed is the same
+    network as the option left out (``study.without_spelled_out_defaults``)."""
+    types = {m['network_g']['type'] for m in result.get('members', []) if m.get('n_scales', 1) > 1}
+    options = dict(result['ms3_options'])
+    for network_type in sorted(types):
+        options = without_spelled_out_defaults(network_type, options)
+    return options
+
+
 def learning_curve_result(paths, name):
     """The learning curve of the frontier results (JSON files written by this module) at ``paths``: one family,
     one recipe but for the number of iterations. Returns a JSON-able result named ``name``."""
@@ -414,10 +424,10 @@ def learning_curve_result(paths, name):
     # the initialisation, the EMA after: study.tested_param_key), so they may differ between budgets.
     per_budget = ('iterations', 'tested_weights')
     recipe = {k: v for k, v in results[0]['budget'].items() if k not in per_budget}
+    ms3_options = _effective_ms3_options(results[0])
     for path, result in zip(paths, results):
         other = {k: v for k, v in result['budget'].items() if k not in per_budget}
-        if other != recipe or result['sets'] != results[0]['sets'] or result['ms3_options'] != results[0][
-                'ms3_options']:
+        if other != recipe or result['sets'] != results[0]['sets'] or _effective_ms3_options(result) != ms3_options:
             raise ValueError(f'{path} is not of the same family as {paths[0]}: a learning curve compares one recipe '
                              'at several numbers of iterations (budget, test sets and MS³ options must agree).')
     results.sort(key=lambda r: r['budget']['iterations'])
@@ -425,7 +435,7 @@ def learning_curve_result(paths, name):
     if len(set(budgets)) != len(budgets):
         raise ValueError(f'Two results at the same number of iterations ({budgets}): give one per budget.')
     # Budgets as text keys, as they read back from the JSON file.
-    return dict(study=name, recipe=recipe, sets=results[0]['sets'], ms3_options=results[0]['ms3_options'],
+    return dict(study=name, recipe=recipe, sets=results[0]['sets'], ms3_options=ms3_options,
                 budgets=budgets, seeds={str(r['budget']['iterations']): r['seeds'] for r in results},
                 tested_weights={str(r['budget']['iterations']): r['budget']['tested_weights'] for r in results},
                 sources=[osp.relpath(osp.abspath(p), REPO_ROOT) for p in paths],

@@ -89,6 +89,18 @@ def recorded_network_options(network_g):
     return net_opt
 
 
+def without_spelled_out_defaults(network_type, options):
+    """``options`` of a ``network_type`` network without the entries that merely spell out a default which has never
+    changed (``upsample: nearest`` is what leaving it out gives). ``RECORDED_SETTINGS`` stay: their defaults have
+    changed, so only what a record says, written out or not, tells what a network was trained with."""
+    try:
+        parameters = inspect.signature(ARCH_REGISTRY.get(network_type)).parameters
+    except KeyError:  # not a registered network: nothing is known of its defaults
+        return dict(options)
+    return {k: v for k, v in options.items()
+            if k in RECORDED_SETTINGS or k not in parameters or parameters[k].default != v}
+
+
 def derive_options(plain_opt, n_scales, interaction='adjacent'):
     """The converted network's training options: ``plain_opt`` with ``network_g`` and ``name`` changed, nothing else.
 

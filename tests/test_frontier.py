@@ -207,6 +207,23 @@ def test_learning_curve_of_hand_made_frontiers(tmp_path):
     assert longer['tested_weights'] == {'1000': 'params', '10000': 'params_ema'}
     assert '10,000: `params_ema`' in frontier.learning_curve_markdown(longer)
 
+    spelled_out, left_out = (_frontier_result(it, {32: (31.0, 31.0)}, {64: (31.5, 31.5)}) for it in (10000, 3000))
+    for result, options in ((spelled_out, dict(cross_scale_init=0, upsample='nearest', scope='trunk')),
+                            (left_out, dict(cross_scale_init=0, scope='trunk'))):
+        result['ms3_options'] = options
+        for m in result['members']:
+            m['network_g'] = dict(type='MS3EDSR' if m['n_scales'] > 1 else 'EDSR')
+    (tmp_path / 'spelled_out.json').write_text(json.dumps(spelled_out))
+    (tmp_path / 'left_out.json').write_text(json.dumps(left_out))
+    # An unchanged default (upsample: nearest) written out or left out is one network; a default that has changed
+    # (scope) left out is not known to be the one written out.
+    joined = frontier.learning_curve_result([str(tmp_path / 'spelled_out.json'), str(tmp_path / 'left_out.json')], 'c')
+    assert joined['budgets'] == [3000, 10000] and joined['ms3_options'] == dict(cross_scale_init=0, scope='trunk')
+    left_out['ms3_options'] = dict(cross_scale_init=0)
+    (tmp_path / 'left_out.json').write_text(json.dumps(left_out))
+    with pytest.raises(ValueError, match=r'left_out\.json is not of the same family'):
+        frontier.learning_curve_result([str(tmp_path / 'spelled_out.json'), str(tmp_path / 'left_out.json')], 'c')
+
     other = _frontier_result(10000, {32: (31.0, 31.0)}, {})
     other['budget']['lr'] = 2e-4
     (tmp_path / 'other.json').write_text(json.dumps(other))
