@@ -120,6 +120,7 @@ class MS3EDSR(nn.Module):
             skip = self.split(x)
             x = self.body[k:](self.split(self.body[:k](x)) if k else skip)
             x = add_scaled(skip, self.conv_after_body(x))
+            del skip  # the split of conv_first's output (a view keeping all of it): not held through the upsampler
             x = self.fuse(self.upsample(x), (size[0] * self.upscale, size[1] * self.upscale))
         x = x / self.img_range + self.mean
 
