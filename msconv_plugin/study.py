@@ -226,6 +226,12 @@ def test_options(train_opt, model_path, benchmark_root, sets=TEST_SETS, name=Non
         val=dict(save_img=False, suffix=None, metrics=metrics))
 
 
+def say(message):
+    """Print one line in a single write: the members of a study run in threads (``--jobs``), and ``print`` writes
+    the text and its newline separately, so two members' lines could run together."""
+    print(message + '\n', end='', flush=True)
+
+
 def run_entry(entry, opt_path, log_path, extra=(), threads=None, cwd=REPO_ROOT, echo=None):
     """``python -m msconv_plugin.<entry> -opt <opt_path> [extra]`` in ``cwd`` (default: the repository root); its
     output goes to ``log_path``, and each line matching the regular expression ``echo`` (any line for ``'.'``) is
@@ -245,7 +251,7 @@ def run_entry(entry, opt_path, log_path, extra=(), threads=None, cwd=REPO_ROOT, 
             log.write(line)
             lines.append(line)
             if echo and re.search(echo, line):
-                print('    ' + line.rstrip(), flush=True)
+                say('    ' + line.rstrip())
     output = ''.join(lines)
     if proc.returncode != 0:
         tail = '\n'.join(output.splitlines()[-30:])
@@ -328,9 +334,9 @@ def train_and_test(opt, work_dir, benchmark_root, sets=TEST_SETS, threads=None, 
     opt_path = write_options(opt, osp.join(work_dir, 'options', f'train_{name}.yml'))
     train_cmd = f'python -m msconv_plugin.train -opt {osp.relpath(opt_path, REPO_ROOT)} --auto_resume'
     if osp.isfile(model_path):
-        print(f'{name}: trained already ({osp.relpath(model_path, REPO_ROOT)})', flush=True)
+        say(f'{name}: trained already ({osp.relpath(model_path, REPO_ROOT)})')
     else:
-        print(f'{name}: training ({train_cmd})', flush=True)
+        say(f'{name}: training ({train_cmd})')
         run_entry('train', opt_path, osp.join(work_dir, 'logs', f'train_{name}.log'), ['--auto_resume'], threads)
     test_opt = test_options(opt, model_path, benchmark_root, sets)
     test_path = write_options(test_opt, osp.join(work_dir, 'options', f'test_{name}.yml'))
@@ -340,10 +346,10 @@ def train_and_test(opt, work_dir, benchmark_root, sets=TEST_SETS, threads=None, 
     key = dict(model_mtime=osp.getmtime(model_path), test_options=test_opt)
     cached = load_json(cache_path) if osp.isfile(cache_path) and not retest else None
     if cached and cached['key'] == json.loads(json.dumps(key)):
-        print(f'{name}: tested already ({osp.relpath(cache_path, REPO_ROOT)})', flush=True)
+        say(f'{name}: tested already ({osp.relpath(cache_path, REPO_ROOT)})')
         metrics, test_time = cached['metrics'], cached['test_wall_time_s']
     else:
-        print(f'{name}: testing on {", ".join(sets)}', flush=True)
+        say(f'{name}: testing on {", ".join(sets)}')
         start = time.perf_counter()
         metrics = parse_metrics(run_entry('test', test_path, osp.join(work_dir, 'logs', f'test_{name}.log'),
                                           threads=threads))
