@@ -210,6 +210,10 @@ def test_ms3_files_are_their_plain_files_with_ms3_convolutions(path):
     ms3, plain = _load_yml(path), _load_yml(plain_path.replace('_n3.yml', '.yml'))
     assert ms3['network_g'].pop('n_scales') == n_scales and ms3['network_g'].pop('interaction') == 'adjacent'
     assert ms3['network_g'].pop('type') == 'MS3' + re.sub('^M(?=SRResNet)', '', plain['network_g'].pop('type'))
+    # MS3 settings a file may choose over the network's defaults (the x1 MS3EDSR files: scope whole, bilinear)
+    chosen = {key: ms3['network_g'].pop(key) for key in ('scope', 'upsample') if key in ms3['network_g']}
+    assert chosen in ({}, {'scope': 'whole', 'upsample': 'bilinear'})
+    assert not chosen or (ms3['network_g']['upscale'] == 1 and 'MS3EDSR' in path)
     for opt in (ms3, plain):
         del opt['name']
         del opt['path']['pretrain_network_g']
