@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from msconv_plugin.archs.ms3conv import (DEFAULT_CROSS_SCALE_INIT, MS3Conv, MS3Fuse, MS3Split, cross_scale_sources,
+from msconv_plugin.archs.ms3conv import (DEFAULT_CROSS_SCALE_INIT, MS3Conv, MS3Fuse, MS3Split, add_upsampled_,
+                                         cross_scale_sources,
                                          ms3conv_num_params, num_cross_scale_kernels)
 
 
@@ -276,3 +277,25 @@ def test_recomputing_backward_under_autocast():
     for name, grad in grads[0].items():
         assert grad.dtype == torch.float32
         torch.testing.assert_close(grad, grads[1][name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('times', [1, 2])
+@pytest.mark.parametrize('x_needs_grad', [False, True])
+def test_add_upsampled_in_place_has_the_gradients_of_upsample_then_add(times, x_needs_grad):
+    """Nearest into a channels_last tensor adds into blocks in place; its backward gives ``y`` the block sums of the
+    gradient and passes ``x``'s through, as the out-of-place composition does."""
+    torch.manual_seed(0)
+    y = torch.randn(2, 3, 5, 7, requires_grad=True)
+    x0 = torch.randn(2, 3, 5 * 2**times, 7 * 2**times, requires_grad=x_needs_grad)
+    weight = torch.randn_like(x0)
+    grads = []
+    for in_place in (True, False):
+        x = (x0 * 1).contiguous(memory_format=torch.channels_last)  # a non-leaf that may be changed in place
+        out = add_upsampled_(x, y, times) if in_place else x + F.interpolate(y, scale_factor=2**times)
+        if in_place:
+            assert out is x and type(out.grad_fn).__name__ != 'CopySlices'
+        inputs = [y, x0] if x_needs_grad else [y]
+        grads.append(torch.autograd.grad((out * weight).sum(), inputs))
+        torch.testing.assert_close(out, x0 + F.interpolate(y, scale_factor=2**times), rtol=0, atol=0)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -141,18 +141,45 @@ def upsample(x, times, mode='nearest'):
     return x
 
 
+def _add_to_blocks_(x, y, factor):
+    """``x += `` nearest enlargement of ``y`` by ``factor``, for a channels_last ``x``: one broadcast addition into
+    ``x`` seen as blocks of factor × factor."""
+    n, c, h, w = y.shape
+    x.view(n, c, h, factor, w, factor).add_(y.view(n, c, h, 1, w, 1))
+    return x
+
+
+class _AddNearestUpsampled(torch.autograd.Function):
+    """``_add_to_blocks_`` for autograd: backward passes ``x``'s gradient through and gives ``y`` the sum of each
+    block of it (average pooling times factor², exact: a power of two). Autograd's own backward of the in-place
+    addition into a view of ``x`` goes through ``CopySlices``/``as_strided`` and copies the whole gradient; in an
+    EDSR-M ×2 training step on the CPU that cost about 13% of the step."""
+
+    @staticmethod
+    def forward(ctx, x, y, factor):
+        ctx.factor, ctx.y_dtype = factor, y.dtype
+        ctx.mark_dirty(x)
+        return _add_to_blocks_(x, y, factor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        factor = ctx.factor
+        return grad, (F.avg_pool2d(grad, factor) * factor**2).to(ctx.y_dtype), None
+
+
 def add_upsampled_(x, y, times, mode='nearest'):
     """``x += upsample(y, times, mode)``, in place; returns ``x``.
 
     Nearest on a channels_last ``x`` (whose size is ``2**times`` times ``y``'s): one broadcast addition into ``x``
     seen as blocks of 2^times × 2^times, without building the enlarged copy of ``y`` — the same numbers (every
-    element of a block gains the same value of ``y``) at a fraction of the time. Otherwise upsample, then add.
+    element of a block gains the same value of ``y``) at a fraction of the time; when autograd records, through
+    ``_AddNearestUpsampled``, whose backward is one pooling. Otherwise upsample, then add.
     """
     if mode == 'nearest' and x.is_contiguous(memory_format=torch.channels_last):
-        factor = 2**times
-        n, c, h, w = y.shape
-        x.view(n, c, h, factor, w, factor).add_(y.view(n, c, h, 1, w, 1))
-        return x
+        if (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+                and not torch.compiler.is_compiling()):  # compiled graphs: the compiler differentiates the view
+            return _AddNearestUpsampled.apply(x, y, 2**times)
+        return _add_to_blocks_(x, y, 2**times)
     return x.add_(upsample(y, times, mode))
 
 
