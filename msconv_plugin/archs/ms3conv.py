@@ -488,11 +488,14 @@ class MS3Conv(nn.Module):
         for i, (lifts, receives) in enumerate(self.plan, 1):
             y = conv2d_of(_stacked, [xs[i], weight] + [self.cross_scale[key].weight for _, key in lifts], None,
                           padding, self.recompute)
-            lifted += [(t, i - t, y[:, c_out * (k + 1):c_out * (k + 2)]) for k, (t, _) in enumerate(lifts)]
+            # One split rather than slices: its backward joins the parts' gradients in one concatenation, where
+            # each slice's would fill a zero tensor of y's size.
+            same, *to_finer = y.split(c_out, 1)
+            lifted += [(t, i - t, part) for (t, _), part in zip(lifts, to_finer)]
             prepare = partial(_pooled_and_stacked, times=[i - j for j, _ in receives], mode=self.downsample)
             sources = [xs[j] for j, _ in receives] + [self.cross_scale[key].weight for _, key in receives]
             out = conv2d_of(prepare, sources, bias, padding, self.recompute)
-            outs.append(out.add_(y[:, :c_out]))
+            outs.append(out.add_(same))
         for t, times, contribution in lifted:
             add_upsampled_(outs[t], contribution, times, self.upsample)
         return outs
