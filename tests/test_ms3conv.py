@@ -4,8 +4,7 @@ import torch
 from torch.nn import functional as F
 
 from msconv_plugin.archs.ms3conv import (DEFAULT_CROSS_SCALE_INIT, MS3Conv, MS3Fuse, MS3Split, add_upsampled_,
-                                         cross_scale_sources,
-                                         ms3conv_num_params, num_cross_scale_kernels)
+                                         cross_scale_sources, ms3conv_num_params, num_cross_scale_kernels)
 
 
 def _multi_scale(n, c, h=16, w=24, batch=2):
