@@ -438,21 +438,31 @@ def test_a_checkpoint_of_another_network_is_summarised(tmp_path):
     assert 'MS³ layers: the network has n_scales=3' in message and len(message.splitlines()) < 15
 
 
-def test_a_checkpoint_of_the_other_ms3edsr_scope_says_which_scope_to_set(tmp_path):
-    """MS3EDSR's default scope changed (whole from 2026-12-01, trunk again since 2026-12-04): a checkpoint trained
-    without an explicit scope names the scope to set."""
+OTHER_SCOPE = {  # network -> (tiny options, its default scope, the other scope)
+    'MS3EDSR': (dict(EDSR, type='MS3EDSR', num_feat=8, n_scales=2), 'trunk', 'whole'),
+    'MS3SRResNet': (dict(type='MS3SRResNet', num_feat=8, num_block=1, upscale=2, n_scales=2), 'whole', 'trunk'),
+    'MS3RRDBNet': (dict(type='MS3RRDBNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=4,
+                        scale=2, n_scales=2), 'trunk', 'whole'),
+}
+
+
+@pytest.mark.parametrize('network', sorted(OTHER_SCOPE))
+def test_a_checkpoint_of_the_other_scope_says_which_scope_to_set(tmp_path, network):
+    """A default scope can change (MS3EDSR's was whole from 2026-12-01, trunk again since 2026-12-04): a checkpoint
+    trained with the other scope names the scope to set."""
     from msconv_plugin.zoo import build_model
 
-    ms3 = dict(EDSR, type='MS3EDSR', num_feat=8, n_scales=2)
-    torch.save({'params': build_network(dict(ms3, scope='whole')).state_dict()}, tmp_path / 'whole.pth')
+    ms3, default, other = OTHER_SCOPE[network]
+    assert build_network(dict(ms3)).scope == default
+    torch.save({'params': build_network(dict(ms3, scope=other)).state_dict()}, tmp_path / 'other.pth')
     options = tmp_path / 'ms3.yml'
-    options.write_text(yaml.safe_dump(dict(scale=2, network_g=ms3)))  # today's default: trunk
+    options.write_text(yaml.safe_dump(dict(scale=2, network_g=ms3)))  # today's default
     with pytest.raises(UserError) as error:
-        build_model(str(tmp_path / 'whole.pth'), opt=str(options))
-    assert ("The checkpoint is an MS3EDSR of scope 'whole', the network has scope 'trunk': set network_g.scope: "
-            "whole") in str(error.value)
-    options.write_text(yaml.safe_dump(dict(scale=2, network_g=dict(ms3, scope='whole'))))
-    assert build_model(str(tmp_path / 'whole.pth'), opt=str(options)) is not None
+        build_model(str(tmp_path / 'other.pth'), opt=str(options))
+    assert (f"The checkpoint is an {network} of scope '{other}', the network has scope '{default}': set "
+            f"network_g.scope: {other} ({network}'s default scope is '{default}'") in str(error.value)
+    options.write_text(yaml.safe_dump(dict(scale=2, network_g=dict(ms3, scope=other))))
+    assert build_model(str(tmp_path / 'other.pth'), opt=str(options)) is not None
 
 
 # (e) error: lines instead of tracebacks

@@ -54,10 +54,24 @@ def ms3_layout(state_dict):
             f'branch width {state_dict[same_scale[0]].shape[0]}')
 
 
-def ms3edsr_scope(state_dict):
-    """The ``scope`` an ``MS3EDSR`` state dict was saved with, or None when the keys do not say: 'whole' makes
-    ``conv_after_body`` an S2 layer, 'trunk' fuses the branches and keeps EDSR's ``conv_last``."""
-    if any(key.startswith('conv_after_body.same_scale.') for key in state_dict):
+# Per network with a ``scope`` option: the layer that becomes an S2 layer only with scope 'whole', and what its
+# default scope was over time (a checkpoint trained without an explicit scope has the default of its day).
+_WHOLE_SCOPE_MARKERS = {
+    'MS3EDSR': ('conv_after_body', "MS3EDSR's default scope is 'trunk' since 2026-12-04; it was 'whole' from "
+                                   "2026-12-01 to 2026-12-04"),
+    'MS3SRResNet': ('conv_hr', "MS3SRResNet's default scope is 'whole'"),
+    'MS3RRDBNet': ('conv_body', "MS3RRDBNet's default scope is 'trunk'"),
+}
+
+
+def checkpoint_scope(net_type, state_dict):
+    """The ``scope`` a state dict of ``net_type`` (``MS3EDSR``, ``MS3SRResNet`` or ``MS3RRDBNet``) was saved with,
+    or None when the keys do not say: 'whole' makes the last convolutions of the trunk (or upsampler) S2 layers,
+    'trunk' fuses the branches and keeps the plain network's ``conv_last``."""
+    if net_type not in _WHOLE_SCOPE_MARKERS:
+        return None
+    marker = _WHOLE_SCOPE_MARKERS[net_type][0]
+    if any(key.startswith(f'{marker}.same_scale.') for key in state_dict):
         return 'whole'
     if 'conv_last.weight' in state_dict and any(key.startswith('fuse.convs.') for key in state_dict):
         return 'trunk'
@@ -92,11 +106,11 @@ def describe_mismatch(net, state_dict, load_path, param_key):
     if net_layout or checkpoint_layout:
         lines.append(f'  MS³ layers: the network has {net_layout or "none"}; the checkpoint has '
                      f'{checkpoint_layout or "none (a plain network: convert it, e.g. with edsr_to_ms3edsr)"}.')
-    scope = ms3edsr_scope(state_dict) if type(net).__name__ == 'MS3EDSR' else None
+    net_type = type(net).__name__
+    scope = checkpoint_scope(net_type, state_dict)
     if scope and scope != getattr(net, 'scope', scope):
-        lines.append(f"  The checkpoint is an MS3EDSR of scope '{scope}', the network has scope '{net.scope}': set "
-                     f"network_g.scope: {scope} (MS3EDSR's default scope is 'trunk' since 2026-12-04; it was "
-                     f"'whole' from 2026-12-01 to 2026-12-04).")
+        lines.append(f"  The checkpoint is an {net_type} of scope '{scope}', the network has scope '{net.scope}': "
+                     f"set network_g.scope: {scope} ({_WHOLE_SCOPE_MARKERS[net_type][1]}).")
     if checkpoint_layout:
         lines.append('  Build the network with the options the checkpoint was trained with (n_scales, interaction, '
                      'scope, num_feat, num_block, ...).')
