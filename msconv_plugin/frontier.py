@@ -552,8 +552,40 @@ def summary_rows(result, source):
             width=c['width'], macs=c['macs'], widest_plain=widest['width'] if widest else None,
             macs_share=c['macs'] / widest['macs'] if widest else None,
             seeds=c['psnr'][PSNR_MEAN]['n'], psnr=c['psnr'][PSNR_MEAN], delta_macs=c['delta_macs'][PSNR_MEAN],
-            delta_latency={str(t): d[PSNR_MEAN] for t, d in c['delta_latency'].items()}))
+            delta_latency={str(t): d[PSNR_MEAN] for t, d in c['delta_latency'].items()},
+            latency_ms={str(t): ms for t, ms in c['latency_ms'].items()},
+            widest_plain_psnr=widest['psnr'][PSNR_MEAN] if widest else None,
+            widest_plain_latency_ms={str(t): ms for t, ms in widest['latency_ms'].items()} if widest else {}))
     return rows
+
+
+def closest_rows(rows):
+    """For each network, task, scale and budget of the summary ``rows``: the index of the MS³ network closest to its
+    plain line at equal multiply-adds (highest mean distance), among those measured on the most seeds (a one-seed
+    network does not stand in for one measured on three). In the order of ``rows``."""
+    groups = {}
+    for i, r in enumerate(rows):
+        if r['delta_macs'] is not None:
+            groups.setdefault((r['network'] or '', r['task'], r['scale'], r['iterations']), []).append(i)
+    closest = []
+    for members in groups.values():
+        most = max(rows[i]['seeds'] for i in members)
+        closest.append(max((i for i in members if rows[i]['seeds'] == most),
+                           key=lambda i: rows[i]['delta_macs']['mean']))
+    return sorted(closest)
+
+
+def verdict(delta, target):
+    """Where a distance to the plain line (``seed_summary``) puts the MS³ network, in words."""
+    if delta['n'] == 1:
+        return f"{'above' if delta['mean'] > 0 else 'below'} the line (one seed)"
+    if delta['mean'] >= target and delta['min'] > 0:
+        return f'above the line by the target ({target:+.2f} dB)'
+    if delta['min'] > 0:
+        return 'above the line on every seed'
+    if delta['max'] >= 0:
+        return 'level (seeds on both sides of the line)'
+    return 'below the line on every seed'
 
 
 def summary_result(paths, name, target=QUALITY_TARGET, command=None):
@@ -578,23 +610,56 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
                 command=command or f"python scripts/frontier_summary.py {' '.join(sources)} --name {name}",
                 threads=sorted({t for r in rows for t in r['delta_latency']}, key=int), rows=rows,
                 measured=len(measured), reach_target=sum(d['mean'] >= target for d in measured),
-                a_seed_above=sum(d['max'] > 0 for d in measured))
+                a_seed_above=sum(d['max'] > 0 for d in measured),
+                closest=closest_rows(rows))
 
 
 def _summary_task(row):
     return f"{row['network']} {row['task']}" + (f" ×{row['scale']}" if row['task'] == 'sr' else '')
 
 
-def _summary_network(row):
-    options = dict(row['ms3_options'])
+def _summary_network(row, lr=None):
+    options = {} if lr is None else dict(lr=f'{lr:g}')
+    options.update(row['ms3_options'])
     if row['interaction'] != 'adjacent':
         options['interaction'] = row['interaction']
     return (f"n={row['n_scales']}, {row['width']} ch" +
             (' (' + ', '.join(f'{k}={v}' for k, v in options.items()) + ')' if options else ''))
 
 
+def _ratio(numerator, denominator):
+    return f'{numerator / denominator:.2f}×' if numerator and denominator else '–'
+
+
+def closest_markdown(result):
+    """The table of :func:`closest_rows`: per task and budget, the MS³ network closest to its plain line, its
+    distances (equal multiply-adds, equal latency), and what it gives against the widest (full) plain network."""
+    threads = result['threads']
+    lines = [
+        '| Task | Iterations | Closest MS³ network (lr, options) | Seeds | ΔPSNR @ equal MACs | ΔPSNR @ equal '
+        'latency ' + ' / '.join(threads) + ' thr | Verdict at equal MACs | Against the full plain network: ΔPSNR, '
+        'share of its mult-adds, × its speed at ' + ' / '.join(threads) + ' thr |',
+        '|---|---:|---|---:|---:|---:|---|---|',
+    ]
+    for r in (result['rows'][i] for i in result['closest']):
+        if r['widest_plain_psnr'] is None:
+            full = '–'
+        else:
+            full = (f"{r['psnr']['mean'] - r['widest_plain_psnr']['mean']:+.2f} dB, {100 * r['macs_share']:.0f}%, " +
+                    ' / '.join(_ratio(r['widest_plain_latency_ms'].get(t), r['latency_ms'].get(t)) for t in threads) +
+                    f" ({r['widest_plain']} ch)")
+        lines.append(
+            f"| {_summary_task(r)} | {r['iterations']:,} | {_summary_network(r, lr=r['lr'])} | {r['seeds']} | "
+            f"{_fmt_summary(r['delta_macs'], signed=True)} | " +
+            ' / '.join('outside' if r['delta_latency'].get(t) is None else f"{r['delta_latency'][t]['mean']:+.2f}"
+                       for t in threads) +
+            f" | {verdict(r['delta_macs'], result['target'])} | {full} |")
+    return '\n'.join(lines) + '\n'
+
+
 def summary_markdown(result):
-    """One row per MS³ network: task, budget, options, cost, seeds, mean PSNR and distances to the plain line."""
+    """The MS³ network closest to its plain line per task and budget, then one row per MS³ network: task, budget,
+    options, cost, seeds, mean PSNR and distances to the plain line."""
     threads = result['threads']
     lines = [
         f"**{result['study']}** — every MS³ network of {len(result['sources'])} frontier studies against its own "
@@ -604,6 +669,16 @@ def summary_markdown(result):
         "least one seed above the line.**",
         '',
         f"Command: `{result['command']}`",
+        '',
+        '## The closest MS³ network per task and budget',
+        '',
+        'Among the networks measured on the most seeds of their task and budget; ΔPSNR mean [min, max] over seeds '
+        '(equal latency: the mean); against the full plain network (the widest of its study): the difference of the '
+        'mean PSNRs, the share of its multiply-adds and its latency over the MS³ network\'s (above 1×: MS³ is faster), '
+        'measured in the same run.',
+        '',
+        closest_markdown(result),
+        '## Every MS³ network',
         '',
         "PSNR: mean of the study's test sets, mean [min, max] over seeds. ΔPSNR: minus the plain line's at the same "
         "multiply-adds or the same latency, per seed, mean [min, max] ('outside': beyond the plain widths). Mult-adds "

@@ -343,3 +343,47 @@ def test_summary_of_hand_made_frontiers(tmp_path):
     assert published['sources'] == sorted(published['sources']) and len(published['sources']) >= 2
     assert all(s.startswith('docs/quality/') and '_frontier' in s for s in published['sources'])
     assert published['measured'] == sum(r['delta_macs'] is not None for r in published['rows']) > 0
+
+
+def test_summary_names_the_closest_network_per_task_and_budget(tmp_path):
+    """Per task and budget, the MS³ network closest to the plain line among those with the most seeds (a lucky
+    single seed does not stand in for two), with a verdict in words and what it gives against the full network."""
+    near = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.7, 31.1)})  # -0.1 [-0.3, +0.1]
+    far = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.5, 30.5)})  # -0.5 on both seeds
+    lucky = _frontier_result(1000, {32: (30.0,), 64: (32.0,)}, {64: (31.5,)}, seeds=(0,))  # +0.5, one seed
+    above = _frontier_result(3000, {32: (31.0, 31.0), 64: (33.0, 33.0)}, {64: (32.1, 32.3)})  # +0.2 [+0.1, +0.3]
+    paths = []
+    for name, result in (('near', near), ('far', far), ('lucky', lucky), ('above', above)):
+        paths.append(str(tmp_path / f'{name}_frontier.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump(result, f)
+    summary = frontier.summary_result(paths, 'summary')
+    closest = [summary['rows'][i] for i in summary['closest']]
+    assert [(r['iterations'], osp.basename(r['source'])) for r in closest] == [
+        (1000, 'near_frontier.json'), (3000, 'above_frontier.json')]
+    assert closest[0]['widest_plain_psnr']['mean'] == pytest.approx(32.5)  # mean of sets A and B of plain f64
+
+    assert frontier.verdict(closest[0]['delta_macs'], 0.1) == 'level (seeds on both sides of the line)'
+    assert frontier.verdict(closest[1]['delta_macs'], 0.1) == 'above the line by the target (+0.10 dB)'
+    assert frontier.verdict(closest[1]['delta_macs'], 0.3) == 'above the line on every seed'
+    assert frontier.verdict(far['configs'][-1]['delta_macs']['mean'], 0.1) == 'below the line on every seed'
+    assert frontier.verdict(lucky['configs'][-1]['delta_macs']['mean'], 0.1) == 'above the line (one seed)'
+
+    table = frontier.closest_markdown(summary)
+    assert table in frontier.summary_markdown(summary)
+    # n2 f64: 31.4 dB (mean of sets and seeds) against plain f64's 32.5, at half its mult-adds and the same latency
+    # (every network takes 1 ms here, so at equal latency the line is the best plain network's PSNR)
+    assert ('| EDSR sr ×2 | 1,000 | n=2, 64 ch (lr=0.0004, cross_scale_init=0) | 2 | -0.10 [-0.30, +0.10] | '
+            '-1.10 | level (seeds on both sides of the line) | -1.10 dB, 50%, 1.00× (64 ch) |') in table
+    assert len(table.splitlines()) == 2 + 2 and '| 3,000 |' in table and '+0.50' not in table  # head + two rows
+
+
+def test_the_guide_shows_the_published_summary_of_the_closest_networks():
+    """docs/when_to_use_ms3.md opens with the table of the closest MS³ network per task and budget: the one that
+    docs/quality/frontier_summary.json gives today (regenerate both with python scripts/frontier_summary.py)."""
+    docs = osp.join(frontier.REPO_ROOT, 'docs')
+    with open(osp.join(docs, 'quality', 'frontier_summary.json')) as f:
+        table = frontier.closest_markdown(json.load(f))
+    with open(osp.join(docs, 'when_to_use_ms3.md')) as f:
+        guide = f.read()
+    assert table in guide.split('\n## ', 2)[1], 'the guide\'s short answer does not show the published table'
