@@ -578,7 +578,8 @@ def closest_rows(rows):
 def verdict(delta, target):
     """Where a distance to the plain line (``seed_summary``) puts the MS³ network, in words."""
     if delta['n'] == 1:
-        return f"{'above' if delta['mean'] > 0 else 'below'} the line (one seed)"
+        side = 'above' if delta['mean'] > 0 else 'below' if delta['mean'] < 0 else 'on'
+        return f'{side} the line (one seed)'
     if delta['mean'] >= target and delta['min'] > 0:
         return f'above the line by the target ({target:+.2f} dB)'
     if delta['min'] > 0:

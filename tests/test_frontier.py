@@ -368,6 +368,9 @@ def test_summary_names_the_closest_network_per_task_and_budget(tmp_path):
     assert frontier.verdict(closest[1]['delta_macs'], 0.3) == 'above the line on every seed'
     assert frontier.verdict(far['configs'][-1]['delta_macs']['mean'], 0.1) == 'below the line on every seed'
     assert frontier.verdict(lucky['configs'][-1]['delta_macs']['mean'], 0.1) == 'above the line (one seed)'
+    one_seed = {'mean': 0.0, 'min': 0.0, 'max': 0.0, 'spread': 0.0, 'n': 1}
+    assert frontier.verdict(one_seed, 0.1) == 'on the line (one seed)'
+    assert frontier.verdict(dict(one_seed, mean=-0.01, min=-0.01, max=-0.01), 0.1) == 'below the line (one seed)'
 
     table = frontier.closest_markdown(summary)
     assert table in frontier.summary_markdown(summary)
