@@ -38,8 +38,8 @@ from .benchmark import FORMATS, interleaved_medians, make_calls
 from .cli import run as run_cli
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
-                    derive_ablation, derive_options, load_options, parse_overrides, recorded_network_options, task_of,
-                    train_and_test, without_spelled_out_defaults, write_result)
+                    degradation_of, derive_ablation, derive_options, load_options, parse_overrides,
+                    recorded_network_options, task_of, train_and_test, without_spelled_out_defaults, write_result)
 
 END_TOLERANCE = 0.01  # relative cost beyond an end of the plain line still compared with that end
 PSNR_MEAN = 'mean'  # the key of the mean PSNR over the test sets, next to each set's name
@@ -276,8 +276,8 @@ def run(plain_path, widths, ms3_widths, seeds, ms3_options=None, interaction='ad
     study = plain['name'] + '_frontier' + (f'_{ms3_tag}' if ms3_tag else '')
     return dict(study=study, plain_options=osp.relpath(osp.abspath(plain_path), REPO_ROOT),
                 recipe_overrides=overrides or {}, ms3_options=ms3_options or {}, interaction=interaction,
-                task=task_of(plain), scale=plain['scale'], budget=budget_of(plain), sets=list(sets),
-                seeds=list(seeds), complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}',
+                task=task_of(plain), degradation=degradation_of(plain), scale=plain['scale'], budget=budget_of(plain),
+                sets=list(sets), seeds=list(seeds), complexity_input=f'1x3x{COMPLEXITY_SIZE}x{COMPLEXITY_SIZE}',
                 latency=dict(input=f'1x3x{latency_size}x{latency_size}', threads=list(latency_threads),
                              repeats=latency_repeats, machine=platform.processor() or platform.machine(),
                              torch=torch.__version__),
@@ -300,8 +300,8 @@ def markdown(result):
     # ratios against the widest plain network (the widest network when the family has no plain member)
     ref = max([c for c in result['configs'] if c['n_scales'] == 1] or result['configs'], key=lambda c: c['macs'])
     lines = [
-        f"**{result['study']}** — {result['task']}" + (f" ×{result['scale']}" if result['task'] == 'sr' else '') +
-        f"; every network: {budget['iterations']} iterations, batch {budget['batch']}, HR patch {budget['gt_size']}, "
+        f"**{result['study']}** — {_task_label(result)}; every network: {budget['iterations']} iterations, "
+        f"batch {budget['batch']}, HR patch {budget['gt_size']}, "
         f"Adam {budget['lr']:g} + {budget['scheduler']}, tested weights `{budget['tested_weights']}`, data "
         f"{budget['dataset']}; seeds {', '.join(map(str, result['seeds']))}"
         + (f"; MS³ options {result['ms3_options']}" if result['ms3_options'] else '') + '.',
@@ -535,6 +535,28 @@ def check_results_exist(paths):
                                 '(python -m msconv_plugin.frontier writes them to docs/quality).')
 
 
+def _task_label(result):
+    """'sr ×2', 'denoise σ=25', 'deblur': the task of a frontier result or summary row, with its scale or level."""
+    extra = f" ×{result['scale']}" if result['task'] == 'sr' else f" {result['degradation']}" if result.get(
+        'degradation') else ''
+    return result['task'] + extra
+
+
+def recorded_degradation(result):
+    """``degradation_of`` the recipe of a frontier ``result``: recorded in it since 2026-12-05; for an earlier result,
+    read from its option file (``plain_options``, relative to the repository, with its ``recipe_overrides``) when
+    that file is still there, else ''."""
+    if 'degradation' in result:
+        return result['degradation']
+    path = osp.join(REPO_ROOT, result.get('plain_options') or '')
+    if not result.get('plain_options') or not osp.isfile(path):
+        return ''
+    opt = load_options(path)
+    if result.get('recipe_overrides'):
+        opt = derive_ablation(opt, 'x', result['recipe_overrides'])
+    return degradation_of(opt)
+
+
 def summary_rows(result, source):
     """One row per MS³ network of a frontier ``result`` (read from ``source``): what it is, what it costs against
     the widest plain network of its study, and its distances to that study's plain line (mean PSNR of the sets)."""
@@ -546,7 +568,8 @@ def summary_rows(result, source):
         if c['n_scales'] == 1:
             continue
         rows.append(dict(
-            source=source, study=result['study'], network=network, task=result['task'], scale=result['scale'],
+            source=source, study=result['study'], network=network, task=result['task'],
+            degradation=recorded_degradation(result), scale=result['scale'],
             iterations=result['budget']['iterations'], lr=result['budget']['lr'],
             ms3_options=result['ms3_options'], interaction=result['interaction'], n_scales=c['n_scales'],
             width=c['width'], macs=c['macs'], widest_plain=widest['width'] if widest else None,
@@ -566,7 +589,8 @@ def closest_rows(rows):
     groups = {}
     for i, r in enumerate(rows):
         if r['delta_macs'] is not None:
-            groups.setdefault((r['network'] or '', r['task'], r['scale'], r['iterations']), []).append(i)
+            groups.setdefault((r['network'] or '', r['task'], r['degradation'], r['scale'], r['iterations']),
+                              []).append(i)
     closest = []
     for members in groups.values():
         most = max(rows[i]['seeds'] for i in members)
@@ -603,7 +627,7 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
         if 'configs' not in result or 'budget' not in result:
             raise ValueError(f'{path} is not a frontier result (python -m msconv_plugin.frontier writes them).')
         rows += summary_rows(result, source)
-    rows.sort(key=lambda r: (r['network'] or '', r['task'], r['scale'], r['iterations'], r['lr'],
+    rows.sort(key=lambda r: (r['network'] or '', r['task'], r['degradation'], r['scale'], r['iterations'], r['lr'],
                              r['delta_macs'] is None,
                              -(r['delta_macs'] or {}).get('mean', 0.0)))
     measured = [r['delta_macs'] for r in rows if r['delta_macs'] is not None]
@@ -616,7 +640,7 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
 
 
 def _summary_task(row):
-    return f"{row['network']} {row['task']}" + (f" ×{row['scale']}" if row['task'] == 'sr' else '')
+    return f"{row['network']} {_task_label(row)}"
 
 
 def _summary_network(row, lr=None):

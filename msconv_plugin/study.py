@@ -41,6 +41,7 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from .complexity import MS3_TYPES, measure
+from .data.data_util import level_range
 from .extras import require
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -179,6 +180,16 @@ def task_of(opt):
     if dataset_type == 'SyntheticBlurDataset':
         return 'deblur'
     return 'sr'
+
+
+def degradation_of(opt):
+    """What sets a restoration recipe apart beyond its task, in a few words: the noise level of a denoising recipe
+    ('σ=25', or 'σ=15–50' for a blind range); '' for the other tasks (their kernels and scales are recorded
+    elsewhere)."""
+    if task_of(opt) != 'denoise':
+        return ''
+    lo, hi = level_range(opt['datasets']['train'], 'sigma', 'sigma_range', required=True)
+    return f'σ={lo:g}' if lo == hi else f'σ={lo:g}–{hi:g}'
 
 
 def test_dataset_options(train_opt, set_name, benchmark_root):

@@ -10,7 +10,7 @@ import cv2
 import pytest
 import yaml
 
-from msconv_plugin import frontier
+from msconv_plugin import frontier, study
 from tests.test_quality_study import REPO, needs_shared, tiny_plain_options
 
 
@@ -175,6 +175,32 @@ def _frontier_result(iterations, plain, ms3, seeds=(0, 1)):
     return dict(study=f'x_{iterations}', budget=budget, sets=['A', 'B'], seeds=list(seeds), configs=configs,
                 ms3_options={'cross_scale_init': 0}, task='sr', scale=2, interaction='adjacent',
                 members=[dict(m, network_g={'type': 'EDSR'}) for m in members])
+
+
+def test_summary_keeps_noise_levels_apart(tmp_path):
+    """Two denoising frontiers of one network and budget at different noise levels are two tasks: each gets its own
+    closest network, labelled with its level. A result written before the level was recorded reads it from its
+    option file (with its recipe overrides)."""
+    paths = []
+    for sigma, ms3 in ((25, (30.7, 31.1)), (50, (30.5, 30.5))):
+        result = dict(_frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: ms3}), task='denoise',
+                      scale=1, degradation=f'σ={sigma}')
+        paths.append(str(tmp_path / f'sigma{sigma}_frontier.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump(result, f)
+    summary = frontier.summary_result(paths, 'summary')
+    labels = [row.split(' | ')[0] for row in frontier.closest_markdown(summary).splitlines()[2:]]
+    assert labels == ['| EDSR denoise σ=25', '| EDSR denoise σ=50']
+
+    recipe = 'options/train/SunHays80/frontier/train_EDSR_denoise_sigma25_SunHays80_1k.yml'
+    assert frontier.recorded_degradation({'plain_options': recipe}) == 'σ=25'
+    assert frontier.recorded_degradation({'plain_options': recipe,
+                                          'recipe_overrides': {'datasets.train.sigma': 50}}) == 'σ=50'
+    assert frontier.recorded_degradation({'plain_options': 'options/no_such_file.yml'}) == ''
+    assert frontier.recorded_degradation({'degradation': 'σ=15'}) == 'σ=15'
+    blind = {'datasets': {'train': {'type': 'GaussianNoiseDataset', 'sigma_range': [15, 50]}}}
+    assert study.degradation_of(blind) == 'σ=15–50'
+    assert study.degradation_of({'datasets': {'train': {'type': 'PairedImageDataset'}}}) == ''
 
 
 def test_learning_curve_of_hand_made_frontiers(tmp_path):
