@@ -563,13 +563,14 @@ def summary_rows(result, source):
     plain = [c for c in result['configs'] if c['n_scales'] == 1]
     widest = max(plain, key=lambda c: c['macs']) if plain else None
     network = next((m['network_g']['type'] for m in result['members'] if m['n_scales'] == 1), None)
+    degradation = recorded_degradation(result)
     rows = []
     for c in result['configs']:
         if c['n_scales'] == 1:
             continue
         rows.append(dict(
             source=source, study=result['study'], network=network, task=result['task'],
-            degradation=recorded_degradation(result), scale=result['scale'],
+            degradation=degradation, scale=result['scale'],
             iterations=result['budget']['iterations'], lr=result['budget']['lr'],
             ms3_options=result['ms3_options'], interaction=result['interaction'], n_scales=c['n_scales'],
             width=c['width'], macs=c['macs'], widest_plain=widest['width'] if widest else None,
