@@ -572,6 +572,7 @@ def summary_rows(result, source):
             source=source, study=result['study'], network=network, task=result['task'],
             degradation=degradation, scale=result['scale'],
             iterations=result['budget']['iterations'], lr=result['budget']['lr'],
+            batch=result['budget']['batch'], gt_size=result['budget']['gt_size'],
             ms3_options=result['ms3_options'], interaction=result['interaction'], n_scales=c['n_scales'],
             width=c['width'], macs=c['macs'], widest_plain=widest['width'] if widest else None,
             macs_share=c['macs'] / widest['macs'] if widest else None,
@@ -629,7 +630,7 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
             raise ValueError(f'{path} is not a frontier result (python -m msconv_plugin.frontier writes them).')
         rows += summary_rows(result, source)
     rows.sort(key=lambda r: (r['network'] or '', r['task'], r['degradation'], r['scale'], r['iterations'], r['lr'],
-                             r['delta_macs'] is None,
+                             r['batch'], r['gt_size'], r['delta_macs'] is None,
                              -(r['delta_macs'] or {}).get('mean', 0.0)))
     measured = [r['delta_macs'] for r in rows if r['delta_macs'] is not None]
     return dict(study=name, target=target, sources=sources,
@@ -653,6 +654,11 @@ def _summary_network(row, lr=None):
             (' (' + ', '.join(f'{k}={v}' for k, v in options.items()) + ')' if options else ''))
 
 
+def _recipe(row):
+    """'8 × 32': the batch and HR patch size a summary row's networks were trained with."""
+    return f"{row['batch']} × {row['gt_size']}"
+
+
 def _ratio(numerator, denominator):
     return f'{numerator / denominator:.2f}×' if numerator and denominator else '–'
 
@@ -662,9 +668,9 @@ def closest_markdown(result):
     distances (equal multiply-adds, equal latency), and what it gives against the widest (full) plain network."""
     threads = result['threads']
     lines = [
-        '| Task | Iterations | Closest MS³ network (lr, options) | Seeds | ΔPSNR @ equal MACs | ΔPSNR @ equal '
-        'latency ' + ' / '.join(threads) + ' thr | Verdict at equal MACs | Against the full plain network: ΔPSNR, '
-        'share of its mult-adds, × its speed at ' + ' / '.join(threads) + ' thr |',
+        '| Task | Iterations (batch × HR patch) | Closest MS³ network (lr, options) | Seeds | ΔPSNR @ equal MACs | '
+        'ΔPSNR @ equal latency ' + ' / '.join(threads) + ' thr | Verdict at equal MACs | Against the full plain '
+        'network: ΔPSNR, share of its mult-adds, × its speed at ' + ' / '.join(threads) + ' thr |',
         '|---|---:|---|---:|---:|---:|---|---|',
     ]
     for r in (result['rows'][i] for i in result['closest']):
@@ -675,7 +681,8 @@ def closest_markdown(result):
                     ' / '.join(_ratio(r['widest_plain_latency_ms'].get(t), r['latency_ms'].get(t)) for t in threads) +
                     f" ({r['widest_plain']} ch)")
         lines.append(
-            f"| {_summary_task(r)} | {r['iterations']:,} | {_summary_network(r, lr=r['lr'])} | {r['seeds']} | "
+            f"| {_summary_task(r)} | {r['iterations']:,} ({_recipe(r)}) | {_summary_network(r, lr=r['lr'])} | "
+            f"{r['seeds']} | "
             f"{_fmt_summary(r['delta_macs'], signed=True)} | " +
             ' / '.join('outside' if r['delta_latency'].get(t) is None else f"{r['delta_latency'][t]['mean']:+.2f}"
                        for t in threads) +
@@ -712,7 +719,8 @@ def summary_markdown(result):
         "defaults of the time (each network's record in its study says which). Latencies come from each study's own "
         "run (machines differ between studies); each study's table names the command that trained it.",
         '',
-        '| Task | Iterations, lr | MS³ network (options) | Mult-adds | Seeds | mean PSNR | ΔPSNR @ equal MACs | ' +
+        '| Task | Iterations, lr, batch × HR patch | MS³ network (options) | Mult-adds | Seeds | mean PSNR | '
+        'ΔPSNR @ equal MACs | ' +
         ' | '.join(f'ΔPSNR @ equal latency {t} thr' for t in threads) + ' | Study |',
         '|---|---|---|---:|---:|---:|---:|' + '---:|' * len(threads) + '---|',
     ]
@@ -721,8 +729,8 @@ def summary_markdown(result):
         share = f"{r['macs'] / 1e9:.2f} G" + (f" ({100 * r['macs_share']:.0f}% of {r['widest_plain']} ch)"
                                               if r['macs_share'] is not None else '')
         lines.append(
-            f"| {_summary_task(r)} | {r['iterations']:,}, {r['lr']:g} | {_summary_network(r)} | {share} | "
-            f"{r['seeds']} | {_fmt_summary(r['psnr'])} | {_fmt_summary(r['delta_macs'], signed=True)} | " +
+            f"| {_summary_task(r)} | {r['iterations']:,}, {r['lr']:g}, {_recipe(r)} | {_summary_network(r)} | "
+            f"{share} | {r['seeds']} | {_fmt_summary(r['psnr'])} | {_fmt_summary(r['delta_macs'], signed=True)} | " +
             ' | '.join(_fmt_summary(r['delta_latency'][t], signed=True) if t in r['delta_latency'] else '–'
                        for t in threads) + f" | [{stem}]({stem}.md) |")
     return '\n'.join(lines) + '\n'
@@ -741,8 +749,9 @@ def summary_plot(result, path):
            [r['delta_macs']['max'] - r['delta_macs']['mean'] for r in rows]]
     ax.errorbar(means, ys, xerr=err, fmt='o', capsize=3)
     ax.set_yticks(ys)
-    ax.set_yticklabels([f"{_summary_task(r)}, {r['iterations']:,} it, lr {r['lr']:g}: {_summary_network(r)}, "
-                        f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}" for r in rows], fontsize=7)
+    ax.set_yticklabels([f"{_summary_task(r)}, {r['iterations']:,} it, lr {r['lr']:g}, batch × patch {_recipe(r)}: "
+                        f"{_summary_network(r)}, {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}" for r in rows],
+                       fontsize=7)
     ax.axvline(0, color='grey', linewidth=1, label='plain line (narrowing)')
     ax.axvline(result['target'], color='green', linestyle='--', linewidth=1, label=f"target {result['target']:+.2f} dB")
     ax.set_xlabel('ΔPSNR to the plain line at equal multiply-adds (dB, mean PSNR of the test sets)')
