@@ -6,6 +6,7 @@ import msconv_plugin  # registers the plugin's networks first
 import basicsr.test
 from basicsr.test import test_pipeline
 
+from msconv_plugin.basicsr_fixes.distributed import end_process_group
 from msconv_plugin.cli import run
 from msconv_plugin.validation import checked_run
 
@@ -14,6 +15,7 @@ def main():
     msconv_plugin.patch_basicsr()
     with checked_run(basicsr.test):
         test_pipeline(osp.abspath('.'))
+    end_process_group()
 
 
 if __name__ == '__main__':

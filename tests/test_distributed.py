@@ -171,6 +171,10 @@ def test_pytorch_launcher_without_gpu_needs_no_cuda(no_gpu, monkeypatch):
         monkeypatch.setenv(name, value)
     distributed.init_dist('pytorch')
     assert torch.distributed.get_backend() == 'gloo' and get_dist_info() == (0, 1)
+    # What the entry points do when the pipeline returns: the group ends, on this rank alone; again, nothing happens.
+    distributed.end_process_group()
+    assert not torch.distributed.is_initialized() and get_dist_info() == (0, 1)
+    distributed.end_process_group()
 
 
 def test_init_dist_is_the_plugins():

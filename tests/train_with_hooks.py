@@ -54,6 +54,7 @@ if __name__ == '__main__':
     models = []
     _keep_models(models)
     main()
+    assert not torch.distributed.is_initialized(), 'the entry point left its process group running'
     if os.environ.get('MSCONV_TEST_DUMP_DIR'):
         model, = models
         rank = model.opt['rank']

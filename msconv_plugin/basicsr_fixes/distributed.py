@@ -12,6 +12,11 @@ c. ``BaseModel.reduce_loss_dict`` sums the losses onto rank 0 only (``dist.reduc
    same decision when they stop being finite (``errors``), instead of waiting in a collective for a rank that has
    stopped.
 
+Not a patch: BasicSR never ends its process group. Our entry points (``python -m msconv_plugin.train`` and
+``.test``) call ``end_process_group`` when the pipeline returns, so that no rank exits with gloo's threads still
+running (a rank of a CPU run did abort at exit, 'terminate called without an active exception', which torchrun
+reports as a failed run).
+
 What needed no change: ``EnlargedSampler`` (pure index arithmetic), ``SRModel.dist_validation`` (rank 0 validates;
 ``torch.cuda.empty_cache()`` is a no-op without CUDA), logging and saving on rank 0 only (``master_only``,
 ``get_root_logger``).
@@ -70,6 +75,13 @@ def init_dist(launcher, backend=None, **kwargs):
     if launcher not in initialise:
         raise ValueError(f'Invalid launcher type: {launcher}')
     initialise[launcher](backend, **kwargs)
+
+
+def end_process_group():
+    """Destroy the default process group, if one was started (a no-op otherwise). Local to the rank: no
+    collective, so a rank that finishes first does not wait for rank 0's validation and saving."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def model_to_device(self, net):
