@@ -328,32 +328,37 @@ def test_summary_of_hand_made_frontiers(tmp_path):
     near = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.7, 31.1)})  # -0.1 [-0.3, +0.1]
     far = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.5, 30.5), 92: (33.0, 33.0)})
     far['interaction'] = 'full'
-    far['budget'] = dict(far['budget'], batch=2, gt_size=96)  # larger patches, as many pixels per batch
     above = _frontier_result(3000, {32: (31.0, 31.0), 64: (33.0, 33.0)}, {64: (32.1, 32.3)})  # +0.2 [+0.1, +0.3]
+    # The same budget on larger patches (as many pixels per batch): a recipe of its own, apart from near and far.
+    patches = _frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.6, 30.6)})  # -0.4
+    patches['budget'] = dict(patches['budget'], batch=2, gt_size=96)
     paths = []
-    for name, result in (('far', far), ('above', above), ('near', near)):
+    for name, result in (('far', far), ('above', above), ('near', near), ('patches', patches)):
         paths.append(str(tmp_path / f'{name}_frontier.json'))
         with open(paths[-1], 'w') as f:
             json.dump(result, f)
     summary = frontier.summary_result(paths, 'summary')
     rows = summary['rows']
     assert [(r['iterations'], osp.basename(r['source']), r['width']) for r in rows] == [
-        (1000, 'far_frontier.json', 64), (1000, 'far_frontier.json', 92), (1000, 'near_frontier.json', 64),
-        (3000, 'above_frontier.json', 64)]
-    assert rows[2]['delta_macs'] == pytest.approx(dict(mean=-0.1, min=-0.3, max=0.1, spread=0.4, n=2))
-    assert rows[0]['delta_macs']['mean'] == pytest.approx(-0.5) and rows[1]['delta_macs'] is None  # 92 ch: outside
-    assert rows[2]['macs_share'] == pytest.approx(0.5) and rows[2]['widest_plain'] == 64
-    assert [(r['batch'], r['gt_size']) for r in rows] == [(2, 96), (2, 96), (8, 48), (8, 48)]
-    assert (summary['measured'], summary['reach_target'], summary['a_seed_above']) == (3, 1, 2)
-    assert summary['threads'] == ['1'] and rows[3]['delta_latency']['1'] is not None
+        (1000, 'patches_frontier.json', 64), (1000, 'near_frontier.json', 64), (1000, 'far_frontier.json', 64),
+        (1000, 'far_frontier.json', 92), (3000, 'above_frontier.json', 64)]
+    assert rows[1]['delta_macs'] == pytest.approx(dict(mean=-0.1, min=-0.3, max=0.1, spread=0.4, n=2))
+    assert rows[2]['delta_macs']['mean'] == pytest.approx(-0.5) and rows[3]['delta_macs'] is None  # 92 ch: outside
+    assert rows[1]['macs_share'] == pytest.approx(0.5) and rows[1]['widest_plain'] == 64
+    assert rows[0]['delta_macs']['mean'] == pytest.approx(-0.4)
+    assert [(r['batch'], r['gt_size']) for r in rows] == [(2, 96)] + [(8, 48)] * 4
+    assert (summary['measured'], summary['reach_target'], summary['a_seed_above']) == (4, 1, 2)
+    assert summary['threads'] == ['1'] and rows[4]['delta_latency']['1'] is not None
 
     table = frontier.summary_markdown(summary)
-    assert '**1 of the 3 networks inside their plain line\'s range reach it; 2 have at least one seed above' in table
+    assert '**1 of the 4 networks inside their plain line\'s range reach it; 2 have at least one seed above' in table
     assert ('| EDSR sr ×2 | 3,000, 0.0004, 8 × 48 | n=2, 64 ch (cross_scale_init=0) | 2.05 G (50% of 64 ch) | 2 | '
             '32.70 [32.60, 32.80] | +0.20 [+0.10, +0.30] |') in table
-    assert '| 1,000, 0.0004, 2 × 96 | n=2, 92 ch (cross_scale_init=0, interaction=full) | 4.23 G (103% of 64 ch) | ' \
+    assert '| 1,000, 0.0004, 8 × 48 | n=2, 92 ch (cross_scale_init=0, interaction=full) | 4.23 G (103% of 64 ch) | ' \
            '2 | 33.50 [33.50, 33.50] | ' \
            'outside | +1.00 [+1.00, +1.00] | [far_frontier](far_frontier.md) |' in table  # one latency for all
+    assert '| EDSR sr ×2 | 1,000, 0.0004, 2 × 96 | n=2, 64 ch (cross_scale_init=0) | 2.05 G (50% of 64 ch) | 2 | ' \
+           '31.10 [31.10, 31.10] | -0.40 [-0.40, -0.40] |' in table  # mean of sets A and B
     frontier.summary_plot(summary, str(tmp_path / 'summary.png'))
     assert cv2.imread(str(tmp_path / 'summary.png')) is not None
 
