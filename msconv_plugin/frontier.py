@@ -25,6 +25,7 @@ import copy
 import glob
 import json
 import math
+import re
 import os.path as osp
 import platform
 import statistics
@@ -615,6 +616,11 @@ def verdict(delta, target):
     return 'below the line on every seed'
 
 
+def _numbers_in_order(text):
+    """A sort key for ``text`` that orders the numbers in it by value ('σ=25' before 'σ=100')."""
+    return [(0, int(part), '') if part.isdigit() else (1, 0, part) for part in re.split(r'(\d+)', text or '')]
+
+
 def summary_result(paths, name, target=QUALITY_TARGET, command=None):
     """Every MS³ network of the frontier results (JSON files written by this module) at ``paths``, one row each,
     ordered by task, scale, budget and learning rate, then by distance to the plain line at equal multiply-adds
@@ -629,8 +635,8 @@ def summary_result(paths, name, target=QUALITY_TARGET, command=None):
         if 'configs' not in result or 'budget' not in result:
             raise ValueError(f'{path} is not a frontier result (python -m msconv_plugin.frontier writes them).')
         rows += summary_rows(result, source)
-    rows.sort(key=lambda r: (r['network'] or '', r['task'], r['degradation'], r['scale'], r['iterations'], r['lr'],
-                             r['batch'], r['gt_size'], r['delta_macs'] is None,
+    rows.sort(key=lambda r: (r['network'] or '', r['task'], _numbers_in_order(r['degradation']), r['scale'],
+                             r['iterations'], r['lr'], r['batch'], r['gt_size'], r['delta_macs'] is None,
                              -(r['delta_macs'] or {}).get('mean', 0.0)))
     measured = [r['delta_macs'] for r in rows if r['delta_macs'] is not None]
     return dict(study=name, target=target, sources=sources,

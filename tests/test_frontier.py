@@ -179,10 +179,11 @@ def _frontier_result(iterations, plain, ms3, seeds=(0, 1)):
 
 def test_summary_keeps_noise_levels_apart(tmp_path):
     """Two denoising frontiers of one network and budget at different noise levels are two tasks: each gets its own
-    closest network, labelled with its level. A result written before the level was recorded reads it from its
-    option file (with its recipe overrides)."""
+    closest network, labelled with its level, in the order of the levels' values (σ=100 after σ=50, not before
+    σ=25 as text would sort it). A result written before the level was recorded reads it from its option file (with
+    its recipe overrides)."""
     paths = []
-    for sigma, ms3 in ((25, (30.7, 31.1)), (50, (30.5, 30.5))):
+    for sigma, ms3 in ((100, (30.6, 30.8)), (25, (30.7, 31.1)), (50, (30.5, 30.5))):
         result = dict(_frontier_result(1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: ms3}), task='denoise',
                       scale=1, degradation=f'σ={sigma}')
         paths.append(str(tmp_path / f'sigma{sigma}_frontier.json'))
@@ -190,7 +191,7 @@ def test_summary_keeps_noise_levels_apart(tmp_path):
             json.dump(result, f)
     summary = frontier.summary_result(paths, 'summary')
     labels = [row.split(' | ')[0] for row in frontier.closest_markdown(summary).splitlines()[2:]]
-    assert labels == ['| EDSR denoise σ=25', '| EDSR denoise σ=50']
+    assert labels == ['| EDSR denoise σ=25', '| EDSR denoise σ=50', '| EDSR denoise σ=100']
 
     recipe = 'options/train/SunHays80/frontier/train_EDSR_denoise_sigma25_SunHays80_1k.yml'
     assert frontier.recorded_degradation({'plain_options': recipe}) == 'σ=25'
