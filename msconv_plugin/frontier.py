@@ -414,6 +414,13 @@ def _effective_ms3_options(result):
     return options
 
 
+def _curve_task(result):
+    """What a frontier result restores: task, scale, degradation (the noise level, for example; the budget does not
+    hold it) and the MS³ interaction."""
+    return (result.get('task'), result.get('scale'), recorded_degradation(result),
+            result.get('interaction', 'adjacent'))
+
+
 def learning_curve_result(paths, name):
     """The learning curve of the frontier results (JSON files written by this module) at ``paths``: one family,
     one recipe but for the number of iterations. Returns a JSON-able result named ``name``."""
@@ -426,11 +433,14 @@ def learning_curve_result(paths, name):
     per_budget = ('iterations', 'tested_weights')
     recipe = {k: v for k, v in results[0]['budget'].items() if k not in per_budget}
     ms3_options = _effective_ms3_options(results[0])
+    task = _curve_task(results[0])
     for path, result in zip(paths, results):
         other = {k: v for k, v in result['budget'].items() if k not in per_budget}
-        if other != recipe or result['sets'] != results[0]['sets'] or _effective_ms3_options(result) != ms3_options:
+        if (other != recipe or result['sets'] != results[0]['sets'] or _effective_ms3_options(result) != ms3_options
+                or _curve_task(result) != task):
             raise ValueError(f'{path} is not of the same family as {paths[0]}: a learning curve compares one recipe '
-                             'at several numbers of iterations (budget, test sets and MS³ options must agree).')
+                             'at several numbers of iterations (budget, task and degradation, test sets and MS³ '
+                             'options must agree).')
     results.sort(key=lambda r: r['budget']['iterations'])
     budgets = [r['budget']['iterations'] for r in results]
     if len(set(budgets)) != len(budgets):

@@ -206,7 +206,7 @@ def test_summary_keeps_noise_levels_apart(tmp_path):
 
 def test_learning_curve_of_hand_made_frontiers(tmp_path):
     """Two budgets of one family: PSNR and the distance to the plain line per budget; a network trained at one
-    budget only shows '–' at the other; results of another recipe are refused."""
+    budget only shows '–' at the other; results of another recipe or noise level are refused."""
     paths = []
     for iterations, plain, ms3 in ((1000, {32: (30.0, 30.0), 64: (32.0, 32.0)}, {64: (30.8, 31.0)}),
                                    (3000, {32: (31.0, 31.0), 64: (33.0, 33.0)}, {64: (32.3, 32.1), 92: (33.5, 33.5)})):
@@ -256,6 +256,14 @@ def test_learning_curve_of_hand_made_frontiers(tmp_path):
     (tmp_path / 'other.json').write_text(json.dumps(other))
     with pytest.raises(ValueError, match=r'other\.json is not of the same family as .*1000\.json'):
         frontier.learning_curve_result([str(paths[0]), str(tmp_path / 'other.json')], 'curve')
+
+    # The budget does not hold the noise level: two denoising results at different levels are two families.
+    for sigma, iterations in ((100, 1000), (50, 3000)):
+        noisy = dict(_frontier_result(iterations, {32: (31.0, 31.0)}, {}), task='denoise', scale=1,
+                     degradation=f'σ={sigma}')
+        (tmp_path / f'sigma{sigma}.json').write_text(json.dumps(noisy))
+    with pytest.raises(ValueError, match=r'sigma50\.json is not of the same family as .*sigma100\.json'):
+        frontier.learning_curve_result([str(tmp_path / 'sigma100.json'), str(tmp_path / 'sigma50.json')], 'curve')
 
 
 @needs_shared
