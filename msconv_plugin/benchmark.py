@@ -21,20 +21,24 @@ def settings_for(device, formats=tuple(FORMATS)):
     return [(p, f) for p in precisions for f in formats]
 
 
-def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32):
+def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32, upsamples=()):
     """The networks one benchmark times: ``{variant: (type, constructor arguments)}`` and, for each MS³ variant,
     the name of its plain network of equal multiply-adds (``{MS³ variant: plain variant}``).
 
-    ``plain`` is the full plain network; ``n=<n>[ <scope>]`` its conversions (``scopes`` where offered, else the
-    default scope). With ``equal_macs``, each conversion also gets the plain network narrowed to the width whose
-    multiply-adds (``complexity.count`` on a ``macs_size``² input; multiply-adds grow with the pixel count alike for
-    both) are closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow to.
+    ``plain`` is the full plain network; ``n=<n>[ <scope>][ <upsample>]`` its conversions, one per scope of ``scopes``
+    that the network offers (else its default scope) and per up-sampling between scales of ``upsamples`` (else the
+    default; named only when given). With
+    ``equal_macs``, each conversion also gets the plain network narrowed to the width whose multiply-adds
+    (``complexity.count`` on a ``macs_size``² input; multiply-adds grow with the pixel count alike for both) are
+    closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow to.
     """
     plain_type, kwargs = plain_kwargs(name, scale)
     variants = {'plain': (plain_type, kwargs)}
     for n in n_scales_list:
         for scope in [s for s in scopes if s in NETWORKS[name][4]] or [None]:  # None: the network's default scope
-            variants[f'n={n}' + (f' {scope}' if scope else '')] = ms3_kwargs(name, scale, n, interaction, scope)
+            for upsample in upsamples or [None]:  # None: the default up-sampling
+                label = f'n={n}' + ''.join(f' {tag}' for tag in (scope, upsample) if tag)
+                variants[label] = ms3_kwargs(name, scale, n, interaction, scope, upsample)
     equal_to = {}
     if equal_macs:
         for variant, (net_type, net_kwargs) in list(variants.items())[1:]:
@@ -120,7 +124,7 @@ def interleaved_medians(calls, warmup, repeats):
 def benchmark(name, scale, size, args, device):
     torch.manual_seed(0)
     variants, equal_to = build_variants(name, scale, args.n_scales, args.interaction, args.scopes,
-                                        getattr(args, 'equal_macs', True))
+                                        getattr(args, 'equal_macs', True), upsamples=getattr(args, 'upsample', ()))
     rows, infer_calls, train_calls = {}, {}, {}
     for variant, (net_type, kwargs) in variants.items():
         model = ARCH_REGISTRY.get(net_type)(**kwargs)

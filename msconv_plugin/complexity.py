@@ -98,13 +98,15 @@ def plain_kwargs(name, scale):
     return plain_type, ({**base_kwargs, scale_key: scale} if scale_key else dict(base_kwargs))
 
 
-def ms3_kwargs(name, scale, n_scales, interaction='adjacent', scope=None):
-    """Its MS³ conversion: ``(type, constructor arguments)`` (``scope`` None: the network's default)."""
+def ms3_kwargs(name, scale, n_scales, interaction='adjacent', scope=None, upsample=None):
+    """Its MS³ conversion: ``(type, constructor arguments)`` (``scope`` None: the network's default; ``upsample``
+    None: the default up-sampling between scales, else ``'nearest'``, ``'bilinear'`` or ``'learned'``)."""
     plain_type, kwargs = plain_kwargs(name, scale)
     ms3_type = NETWORKS[name][1]
+    extra = {} if upsample is None else dict(upsample=upsample)
     if ms3_type == 'MS3Auto':
-        return ms3_type, dict(base=dict(kwargs, type=plain_type), n_scales=n_scales, interaction=interaction)
-    kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction)
+        return ms3_type, dict(base=dict(kwargs, type=plain_type), n_scales=n_scales, interaction=interaction, **extra)
+    kwargs = dict(kwargs, n_scales=n_scales, interaction=interaction, **extra)
     if scope is not None:
         kwargs['scope'] = scope
     return ms3_type, kwargs

@@ -20,6 +20,9 @@ allocator statistics on the GPU, and on the CPU the allocation timeline of ``tor
 With ``--compile``, every network's inference runs through ``torch.compile`` (inductor with freezing: convolutions
 fused with their element-wise neighbours, weights pre-packed; the best-configured CPU deployment), the plain networks
 as well as the conversions; the first call, which compiles, falls in the warm-up; training steps stay eager.
+``--upsample`` times every conversion with each up-sampling between scales it lists (variants ``n=<n>[ <scope>]
+<upsample>``): ``--scales 1 --scopes trunk whole --upsample nearest bilinear`` times the MS3EDSR default (``trunk``,
+nearest) beside the network of the shipped x1 option files (``whole``, bilinear).
 With ``--profile PASSES``, each variant's fastest inference setting is also profiled operator by operator
 (``torch.profiler``, self CPU time per call of the costliest ``--profile-top`` operators): where a conversion falls
 short of its operation count, this shows what the time goes to.
@@ -46,6 +49,9 @@ def main(argv=None):
     parser.add_argument('--interaction', default='adjacent', choices=['adjacent', 'full'])
     parser.add_argument('--scopes', nargs='+', default=[], choices=['trunk', 'whole'],
                         help='conversion scopes to measure, where the network offers them (default: its default)')
+    parser.add_argument('--upsample', nargs='+', default=[], choices=['nearest', 'bilinear', 'learned'],
+                        help="up-samplings between scales to measure, each in every conversion (default: the "
+                        "network's default, nearest; the shipped x1 option files use bilinear)")
     parser.add_argument('--equal-macs', action=argparse.BooleanOptionalAction, default=True,
                         help='also time, for each conversion, the plain network narrowed to its multiply-adds')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])

@@ -50,6 +50,33 @@ def test_benchmark_speed_writes_documented_json(tmp_path):
     assert 'Inference profile' in markdown and 'aten::' in markdown
 
 
+def test_upsample_option_reaches_every_conversion_and_names_it():
+    """--upsample: one conversion per scope and up-sampling, each built with it (its MS3 layers resample with it;
+    'learned' adds its filters' multiply-adds, so its equal-MAC plain network is wider) and named after it; the
+    plain networks are untouched."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from msconv_plugin.archs.ms3conv import MS3Conv
+    from msconv_plugin.benchmark import build_variants
+    default, default_equal = build_variants('EDSR-M', 1, [2], 'adjacent', ['whole'])
+    variants, equal = build_variants('EDSR-M', 1, [2], 'adjacent', ['trunk', 'whole'],
+                                     upsamples=['nearest', 'bilinear', 'learned'])
+    assert list(default) == ['plain', 'n=2 whole', default_equal['n=2 whole']]
+    converted = [f'n=2 {scope} {up}' for scope in ('trunk', 'whole') for up in ('nearest', 'bilinear', 'learned')]
+    assert list(variants)[:7] == ['plain'] + converted and set(equal) == set(converted)
+    assert set(variants) == {'plain', *converted, *equal.values()}
+    assert variants['plain'] == default['plain'] and 'upsample' not in variants['plain'][1]
+    for name in converted:
+        net_type, kwargs = variants[name]
+        scope, up = name.split()[1:]
+        assert kwargs['scope'] == scope and kwargs['upsample'] == up
+        layers = [m for m in ARCH_REGISTRY.get(net_type)(**kwargs).modules() if isinstance(m, MS3Conv)]
+        assert layers and {m.upsample for m in layers} == {up}
+    assert variants['n=2 whole nearest'][1] == dict(default['n=2 whole'][1], upsample='nearest')
+    assert equal['n=2 whole nearest'] == equal['n=2 whole bilinear'] == default_equal['n=2 whole'] == 'plain f42'
+    assert equal['n=2 whole learned'] == 'plain f43'  # the learned filters' multiply-adds
+
+
 def _row(variant, latency, peak, equal=None, compiled=True):
     return dict(network='EDSR-M', variant=variant, equal_macs_plain=equal, scale=2, size=16, device='cpu',
                 precision='fp32', memory_format='channels_last', compiled=compiled, latency_ms=latency,
