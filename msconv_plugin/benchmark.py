@@ -10,7 +10,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch.profiler import ProfilerActivity, profile
 
-from .complexity import NETWORKS, count, equal_macs_width, ms3_kwargs, narrowed, plain_kwargs
+from .cli import UserError
+from .complexity import NETWORKS, WIDTH_KEYS, count, equal_macs_width, ms3_kwargs, narrowed, plain_kwargs
 from .inference import compile_for_inference
 
 FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
@@ -21,7 +22,8 @@ def settings_for(device, formats=tuple(FORMATS)):
     return [(p, f) for p in precisions for f in formats]
 
 
-def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32, upsamples=()):
+def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=True, macs_size=32, upsamples=(),
+                   plain_widths=()):
     """The networks one benchmark times: ``{variant: (type, constructor arguments)}`` and, for each MS³ variant,
     the name of its plain network of equal multiply-adds (``{MS³ variant: plain variant}``).
 
@@ -30,7 +32,10 @@ def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=T
     default; named only when given). With
     ``equal_macs``, each conversion also gets the plain network narrowed to the width whose multiply-adds
     (``complexity.count`` on a ``macs_size``² input; multiply-adds grow with the pixel count alike for both) are
-    closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow to.
+    closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow to. Each width of
+    ``plain_widths`` adds the plain network narrowed to it, ``plain f<width>`` too: a width that suits the hardware
+    (a multiple of 16 on the CPU) beside an equal-multiply-add width that may not (``UserError`` for a width the
+    network cannot take).
     """
     plain_type, kwargs = plain_kwargs(name, scale)
     variants = {'plain': (plain_type, kwargs)}
@@ -46,7 +51,21 @@ def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=T
             width = equal_macs_width(name, kwargs, target, macs_size)
             equal_to[variant] = f'plain f{width}'
             variants.setdefault(equal_to[variant], (plain_type, narrowed(name, kwargs, width)))
+    check_plain_widths(name, scale, plain_widths)
+    full = kwargs[WIDTH_KEYS.get(plain_type, ('num_feat', ))[0]]
+    for width in plain_widths:
+        if width != full:
+            variants.setdefault(f'plain f{width}', (plain_type, narrowed(name, kwargs, width)))
     return variants, equal_to
+
+
+def check_plain_widths(name, scale, widths):
+    """``UserError`` naming ``--plain-widths`` for a width the plain network ``name`` cannot be narrowed to."""
+    plain_type, kwargs = plain_kwargs(name, scale)
+    full, step = kwargs[WIDTH_KEYS.get(plain_type, ('num_feat', ))[0]], kwargs.get('group', 1)
+    for width in widths:
+        if not 0 < width <= full or width % step:
+            raise UserError(f'--plain-widths {width}: {name} takes widths from {step} to {full} in steps of {step}')
 
 
 def sync(device):
@@ -124,7 +143,8 @@ def interleaved_medians(calls, warmup, repeats):
 def benchmark(name, scale, size, args, device):
     torch.manual_seed(0)
     variants, equal_to = build_variants(name, scale, args.n_scales, args.interaction, args.scopes,
-                                        getattr(args, 'equal_macs', True), upsamples=getattr(args, 'upsample', ()))
+                                        getattr(args, 'equal_macs', True), upsamples=getattr(args, 'upsample', ()),
+                                        plain_widths=getattr(args, 'plain_widths', ()))
     rows, infer_calls, train_calls = {}, {}, {}
     for variant, (net_type, kwargs) in variants.items():
         model = ARCH_REGISTRY.get(net_type)(**kwargs)

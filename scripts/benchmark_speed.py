@@ -22,7 +22,9 @@ fused with their element-wise neighbours, weights pre-packed; the best-configure
 as well as the conversions; the first call, which compiles, falls in the warm-up; training steps stay eager.
 ``--upsample`` times every conversion with each up-sampling between scales it lists (variants ``n=<n>[ <scope>]
 <upsample>``): ``--scales 1 --scopes trunk whole --upsample nearest bilinear`` times the MS3EDSR default (``trunk``,
-nearest) beside the network of the shipped x1 option files (``whole``, bilinear).
+nearest) beside the network of the shipped x1 option files (``whole``, bilinear). ``--plain-widths`` adds plain
+networks of other widths (``plain f<width>``), e.g. 48 channels, which on the CPU runs faster per multiply-add than
+the equal-MAC EDSR-42 to 46.
 With ``--profile PASSES``, each variant's fastest inference setting is also profiled operator by operator
 (``torch.profiler``, self CPU time per call of the costliest ``--profile-top`` operators): where a conversion falls
 short of its operation count, this shows what the time goes to.
@@ -33,9 +35,9 @@ import platform
 import sys
 
 import msconv_plugin  # noqa: F401  (before anything of BasicSR)
-from msconv_plugin.cli import run
+from msconv_plugin.cli import UserError, run
 import torch
-from msconv_plugin.benchmark import benchmark, fastest, markdown
+from msconv_plugin.benchmark import benchmark, check_plain_widths, fastest, markdown
 from msconv_plugin.complexity import NETWORKS
 from msconv_plugin.inference import compile_refusal
 
@@ -54,6 +56,9 @@ def main(argv=None):
                         "network's default, nearest; the shipped x1 option files use bilinear)")
     parser.add_argument('--equal-macs', action=argparse.BooleanOptionalAction, default=True,
                         help='also time, for each conversion, the plain network narrowed to its multiply-adds')
+    parser.add_argument('--plain-widths', nargs='+', type=int, default=[], metavar='WIDTH',
+                        help='also time the plain network narrowed to these widths (e.g. 48: a multiple of 16, which '
+                        'the CPU runs faster per multiply-add than the equal-MAC widths 42-46)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--batch', type=int, default=1)
@@ -77,6 +82,12 @@ def main(argv=None):
     if refusal:
         parser.error(refusal)
 
+    for name in args.networks:  # before any timing
+        for scale in args.scales if NETWORKS[name][3] else [1]:
+            try:
+                check_plain_widths(name, scale, args.plain_widths)
+            except UserError as error:
+                parser.error(str(error))
     torch.set_num_threads(args.threads)
     env = dict(machine=f'{platform.machine()} {platform.processor() or platform.platform()}',
                cpu_capability=torch.backends.cpu.get_cpu_capability(),  # the vector ISA PyTorch's kernels use

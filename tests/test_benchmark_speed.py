@@ -77,6 +77,38 @@ def test_upsample_option_reaches_every_conversion_and_names_it():
     assert equal['n=2 whole learned'] == 'plain f43'  # the learned filters' multiply-adds
 
 
+def test_plain_widths_add_narrowed_plain_networks():
+    """--plain-widths: the plain network at each width, named like the equal-MAC ones (one entry where they meet),
+    built at that width; the full width adds nothing."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from msconv_plugin.benchmark import build_variants
+    variants, equal = build_variants('EDSR-M', 1, [2], 'adjacent', ['whole'], plain_widths=[48, 42, 64])
+    assert equal == {'n=2 whole': 'plain f42'}
+    assert list(variants) == ['plain', 'n=2 whole', 'plain f42', 'plain f48']
+    for width in (42, 48):
+        net_type, kwargs = variants[f'plain f{width}']
+        assert net_type == 'EDSR' and kwargs == dict(variants['plain'][1], num_feat=width)
+        assert ARCH_REGISTRY.get(net_type)(**kwargs).conv_first.out_channels == width
+    rrdb, _ = build_variants('RRDBNet', 2, [2], 'adjacent', [], equal_macs=False, plain_widths=[32])
+    assert rrdb['plain f32'][1]['num_feat'] == 32 and rrdb['plain f32'][1]['num_grow_ch'] == 16
+
+
+@pytest.mark.parametrize('width', ['0', '65', '46'])
+def test_a_plain_width_the_network_cannot_take_is_refused_before_any_work(width, capsys):
+    """Widths above the full network's, below 1, or (CARN-M, group 4) not a multiple of its group."""
+    sys.path.insert(0, osp.join(REPO, 'scripts'))
+    try:
+        import benchmark_speed
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(SystemExit) as exc:
+        benchmark_speed.main(['--networks', 'EDSR-M', 'CARN-M', '--plain-widths', width])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f'--plain-widths {width}: ' in err and 'in steps of' in err
+    assert 'measured' not in err
+
+
 def _row(variant, latency, peak, equal=None, compiled=True):
     return dict(network='EDSR-M', variant=variant, equal_macs_plain=equal, scale=2, size=16, device='cpu',
                 precision='fp32', memory_format='channels_last', compiled=compiled, latency_ms=latency,
