@@ -32,10 +32,9 @@ def build_variants(name, scale, n_scales_list, interaction, scopes, equal_macs=T
     default; named only when given). With ``equal_macs``, each conversion also gets the plain network narrowed to the
     width whose multiply-adds (``complexity.count`` on a ``macs_size``² input; multiply-adds grow with the pixel count
     alike for both) are closest to the conversion's: ``plain f<width>`` — the network a user would otherwise narrow
-    to. Each width of
-    ``plain_widths`` adds the plain network narrowed to it, ``plain f<width>`` too: a width that suits the hardware
-    (a multiple of 16 on the CPU) beside an equal-multiply-add width that may not (``UserError`` for a width the
-    network cannot take).
+    to. Each width of ``plain_widths`` adds the plain network narrowed to it, ``plain f<width>`` too: a width that
+    suits the hardware (a multiple of 16 on the CPU) beside an equal-multiply-add width that may not (``UserError``
+    for a width the network cannot take).
     """
     plain_type, kwargs = plain_kwargs(name, scale)
     variants = {'plain': (plain_type, kwargs)}
