@@ -71,13 +71,14 @@ def runs(tmp_path_factory):
     }
     outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
     print(f'single and 2-process runs side by side: {time.time() - start:.1f} s')
-    for name, proc in procs.items():
-        assert proc.returncode == 0, f'{name}:\n{outputs[name]}'
     # --redirects 3: each rank's stdout and stderr (where BasicSR's logger writes) in ranks/<run>/attempt_0/<rank>/
     rank_logs = {
         int(folder.name): (folder / 'stdout.log').read_text() + (folder / 'stderr.log').read_text()
         for folder in (root / 'dist' / 'ranks').glob('*/attempt_0/*')
     }
+    for name, proc in procs.items():  # a failed rank's own output is in its log, not in torchrun's
+        ranks = ''.join(f'\n--- rank {rank}:\n{log[-3000:]}' for rank, log in sorted(rank_logs.items()))
+        assert proc.returncode == 0, f'{name}:\n{outputs[name]}' + (ranks if name == 'dist' else '')
     outputs['dist'] = rank_logs[0]
     return root, outputs, rank_logs
 
