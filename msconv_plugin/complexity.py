@@ -112,11 +112,23 @@ def ms3_kwargs(name, scale, n_scales, interaction='adjacent', scope=None, upsamp
     return ms3_type, kwargs
 
 
-def narrowed(name, kwargs, width):
-    """The plain constructor arguments ``kwargs`` of ``name`` with its width set to ``width`` (``WIDTH_KEYS``)."""
-    keys = WIDTH_KEYS.get(NETWORKS[name][0], ('num_feat', ))
+def width_keys(net_type):
+    """The width arguments of the network type ``net_type``, a plain network or its MS³ conversion (``WIDTH_KEYS``
+    of the plain type): the first is the width, the others scale with it."""
+    plain_type = next((plain for plain, ms3 in MS3_TYPES.items() if ms3 == net_type and ms3 != 'MS3Auto'), net_type)
+    return WIDTH_KEYS.get(plain_type, ('num_feat', ))
+
+
+def at_width(kwargs, keys, width):
+    """Constructor arguments ``kwargs`` with ``keys[0]`` set to ``width`` and the other ``keys`` scaled by the same
+    factor (rounded, at least 1)."""
     factor = width / kwargs[keys[0]]
     return dict(kwargs, **{key: width if key == keys[0] else max(1, round(kwargs[key] * factor)) for key in keys})
+
+
+def narrowed(name, kwargs, width):
+    """The plain constructor arguments ``kwargs`` of ``name`` with its width set to ``width`` (``WIDTH_KEYS``)."""
+    return at_width(kwargs, width_keys(NETWORKS[name][0]), width)
 
 
 def equal_macs_width(name, kwargs, target_macs, size):

@@ -23,6 +23,7 @@ updated with ``ms3_options`` (for example ``cross_scale_init: 0``).
 import argparse
 import copy
 import glob
+import inspect
 import json
 import math
 import re
@@ -34,9 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .benchmark import FORMATS, interleaved_medians, make_calls
 from .cli import run as run_cli
+from .complexity import at_width, width_keys
 from .extras import require
 from .study import (COMPLEXITY_SIZE, DEFAULT_BENCHMARK_ROOT, REPO_ROOT, TEST_SETS, budget_of, check_study_inputs,
                     degradation_of, derive_ablation, derive_options, load_options, parse_overrides,
@@ -49,9 +52,20 @@ QUALITY_TARGET = 0.10  # dB above the plain line at equal multiply-adds: the bar
 
 def member_options(base_opt, width, seed):
     """``base_opt`` (a plain or converted network's training options) at ``num_feat`` ``width`` and
-    ``manual_seed`` ``seed``, named ``<base name>_f<width>-s<seed>``."""
+    ``manual_seed`` ``seed``, named ``<base name>_f<width>-s<seed>``. The network's other width arguments
+    (``complexity.WIDTH_KEYS``: RRDBNet's ``num_grow_ch``) scale with ``num_feat``, as when the benchmark narrows a
+    network; they are written out (the constructor's default where the option file leaves one out)."""
     opt = copy.deepcopy(base_opt)
-    opt['network_g']['num_feat'] = width
+    net = opt['network_g']
+    keys = width_keys(net['type'])
+    if keys[0] != 'num_feat':
+        raise ValueError(f"network_g.type {net['type']}: its width is {keys[0]}, not num_feat; the frontier study "
+                         'varies num_feat.')
+    parameters = inspect.signature(ARCH_REGISTRY.get(net['type'])).parameters if net['type'] in ARCH_REGISTRY else {}
+    for key in keys:
+        if key not in net and key in parameters:
+            net[key] = parameters[key].default
+    opt['network_g'] = at_width(net, keys, width)
     opt['manual_seed'] = seed
     opt['name'] = f"{base_opt['name']}_f{width}-s{seed}"
     return opt

@@ -115,6 +115,22 @@ def test_meta_info_file_selects_images(hr_folder, tmp_path):
     assert len(dataset) == 1 and dataset[0]['gt_path'] == str(hr_folder / 'b.png')
 
 
+def test_mod_crop_crops_the_gt_to_a_larger_multiple(hr_folder):
+    dataset = make_dataset(hr_folder, 2, mod_crop=4)  # RRDBNet x2: the LR a multiple of 2
+    for item, name in zip(dataset, sorted(SIZES)):
+        h, w = SIZES[name]
+        assert item['gt'].shape == (3, h - h % 4, w - w % 4)
+        assert item['lq'].shape == (3, h // 4 * 2, w // 4 * 2)
+        expected_gt = mod_crop(read_rgb(hr_folder / name), 4)
+        assert torch.equal(item['gt'], torch.from_numpy(expected_gt.transpose(2, 0, 1).copy()))
+
+
+@pytest.mark.parametrize('value', [3, 2.0, '4'])
+def test_mod_crop_not_a_multiple_of_the_scale_is_refused(hr_folder, value):
+    with pytest.raises(ValueError, match="mod_crop of dataset 'tiny' must be a multiple of scale 2"):
+        make_dataset(hr_folder, 2, mod_crop=value)
+
+
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='not a folder: .*nowhere'):
         make_dataset(tmp_path / 'nowhere', 2)

@@ -95,6 +95,31 @@ def test_family_members_and_names():
     assert plain == dict(name='EDSR_x2_recipe', manual_seed=0, network_g=dict(type='EDSR', num_feat=64, upscale=2))
 
 
+@pytest.mark.parametrize('grow', [32, None])
+def test_rrdbnet_members_narrow_the_growth_with_the_width(grow):
+    net = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, scale=2, num_feat=64, num_block=4)
+    if grow:
+        net['num_grow_ch'] = grow  # left out: the constructor's default, 32, written out
+    plain = dict(name='RRDBNet_x2_recipe', manual_seed=0, network_g=net)
+    opts = frontier.family_options(plain, [32, 46, 64], {2: [64, 90]}, [0])
+    assert [(o['network_g']['type'], o['network_g']['num_feat'], o['network_g']['num_grow_ch']) for o in opts] == [
+        ('RRDBNet', 32, 16), ('RRDBNet', 46, 23), ('RRDBNet', 64, 32), ('MS3RRDBNet', 64, 32), ('MS3RRDBNet', 90, 45)]
+    # the same narrowing as the benchmark's plain network of equal multiply-adds
+    from msconv_plugin.complexity import narrowed
+    assert opts[1]['network_g'] == dict(narrowed('RRDBNet', net if grow else dict(net, num_grow_ch=32), 46))
+
+
+def test_rrdbnet_x2_families_are_tested_on_images_both_of_their_networks_take():
+    def dataset(net_type, scale):
+        train = dict(type='PairedImageDataset')
+        train_opt = dict(scale=scale, network_g=dict(type=net_type), datasets=dict(train=train))
+        return study.test_dataset_options(train_opt, 'Set14', 'bench')
+
+    # pixel-unshuffle by 2 at x2: HR cropped to a multiple of 4, for the plain network and its conversion alike
+    assert dataset('RRDBNet', 2)['mod_crop'] == dataset('MS3RRDBNet', 2)['mod_crop'] == 4
+    assert 'mod_crop' not in dataset('RRDBNet', 4) and 'mod_crop' not in dataset('EDSR', 2)
+
+
 @pytest.mark.parametrize('text', ['2', '1:64', '2:', 'x:64', '2:6a'])
 def test_bad_ms3_widths_are_refused(text):
     with pytest.raises(ValueError, match='--ms3'):

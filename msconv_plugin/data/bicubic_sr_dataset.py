@@ -33,7 +33,7 @@ class BicubicSRDataset(data.Dataset):
     """HR images only; the LR (LQ) image is made on the fly by MATLAB-compatible bicubic downsampling.
 
     For test sets that ship HR images only (Set5, Set14, BSD68, ...) and for training on plain image folders. The
-    HR image is cropped to a multiple of ``scale`` (bottom/right), the LR image is
+    HR image is cropped to a multiple of ``scale`` (bottom/right; of ``mod_crop`` when given), the LR image is
     ``basicsr.utils.matlab_functions.imresize(gt, 1 / scale)`` rounded to 8 bits (``bicubic_downsample``). Output
     is the same as ``PairedImageDataset``'s. Images are read by ``msconv_plugin.data.image_io.imfrombytes``:
     grayscale ones become three equal channels, an alpha channel is ignored, 16-bit ones keep their precision
@@ -55,6 +55,9 @@ class BicubicSRDataset(data.Dataset):
                 phase).
             color (str): 'y' returns the Y channel (of YCbCr) only. Default: RGB.
             mean (list[float]), std (list[float]): Normalize lq and gt with them. Default: none.
+            mod_crop (int): Crop the HR image to a multiple of this, a multiple of ``scale`` (for networks whose
+                input must be a multiple of something, as RRDBNet's at x2: the GTmod12 of BasicSR's benchmarks).
+                Default: ``scale``.
 
             scale (int): Scale, which will be added automatically.
             phase (str): 'train' or 'val'.
@@ -68,6 +71,10 @@ class BicubicSRDataset(data.Dataset):
         self.mean = opt['mean'] if 'mean' in opt else None
         self.std = opt['std'] if 'std' in opt else None
         self.gt_folder = opt['dataroot_gt']
+        self.mod_crop = opt.get('mod_crop') or opt['scale']
+        if not isinstance(self.mod_crop, int) or self.mod_crop % opt['scale']:
+            raise ValueError(f"mod_crop of dataset {opt.get('name')!r} must be a multiple of scale {opt['scale']}, "
+                             f"got {self.mod_crop!r}.")
 
         if not osp.isdir(self.gt_folder):
             raise FileNotFoundError(f"dataroot_gt of dataset {opt.get('name')!r} is not a folder: {self.gt_folder}")
@@ -94,7 +101,7 @@ class BicubicSRDataset(data.Dataset):
 
         # Load the gt image. Dimension order: HWC; channel order: BGR; image range: [0, 1], float32.
         gt_path = self.paths[index]
-        img_gt = mod_crop(imfrombytes(self.file_client.get(gt_path, 'gt'), float32=True, path=gt_path), scale)
+        img_gt = mod_crop(imfrombytes(self.file_client.get(gt_path, 'gt'), float32=True, path=gt_path), self.mod_crop)
         img_lq = bicubic_downsample(img_gt, scale)
 
         # augmentation for training
