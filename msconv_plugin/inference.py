@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .archs.ms3conv import MS3Split
+from .archs.ms3rrdbnet_arch import unshuffle_factor
 from .cli import UserError, run
 from .data.data_util import IMG_EXTENSIONS
 from .file_safety import check_writable, is_grey_alpha, plan_outputs, upright, write_image
@@ -73,10 +74,7 @@ def input_multiple(net):
     """What the input's height and width must be a multiple of: RRDBNet-like networks at scale 1 and 2
     pixel-unshuffle their input by 4 and 2; others take any size (MS³ networks pad at their split)."""
     net = _network(net)
-    scale = getattr(net, 'scale', None)
-    if 'RRDBNet' in type(net).__name__ and scale in (1, 2):
-        return 4 // scale
-    return 1
+    return unshuffle_factor(type(net).__name__, getattr(net, 'scale', None))
 
 
 def tile_alignment(net):

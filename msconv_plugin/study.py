@@ -40,10 +40,10 @@ import time
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from .archs.ms3rrdbnet_arch import unshuffle_factor
 from .complexity import MS3_TYPES, measure
 from .data.data_util import level_range
 from .extras import require
-from .validation import network_grid
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_BENCHMARK_ROOT = osp.join(REPO_ROOT, '..', 'shared', 'data', 'benchmark')
@@ -200,7 +200,7 @@ def test_dataset_options(train_opt, set_name, benchmark_root):
     if task == 'sr':
         opt = dict(name=set_name, type='BicubicSRDataset', dataroot_gt=folder, io_backend=dict(type='disk'))
         # RRDBNet at x2 pixel-unshuffles its input: every member of a family is tested on HR cropped alike
-        unshuffle = network_grid(dict(type=train_opt['network_g']['type'], n_scales=1), train_opt['scale'])
+        unshuffle = unshuffle_factor(train_opt['network_g']['type'], train_opt['scale'])
         return dict(opt, mod_crop=train_opt['scale'] * unshuffle) if unshuffle > 1 else opt
     opt = {k: v for k, v in train_opt['datasets']['train'].items() if k not in TRAIN_ONLY_KEYS}
     opt.update(name=set_name, dataroot_gt=folder, io_backend=dict(type='disk'), seed=0)

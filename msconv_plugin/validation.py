@@ -35,6 +35,7 @@ import re
 
 from basicsr.utils import scandir
 
+from msconv_plugin.archs.ms3rrdbnet_arch import unshuffle_factor
 from msconv_plugin.basicsr_fixes.errors import metric_min_size
 from msconv_plugin.cli import UserError
 from msconv_plugin.data.data_util import IMG_EXTENSIONS
@@ -111,9 +112,7 @@ def network_grid(network_g, scale):
         default = inspect.signature(ARCH_REGISTRY.get(network_g['type'])).parameters.get('n_scales')
         n_scales = default.default if default is not None else 1
     grid = 2**(int(n_scales) - 1) if isinstance(n_scales, int) else 1
-    if 'RRDBNet' in str(network_g.get('type')) and scale in (1, 2):
-        grid *= 4 // scale
-    return grid
+    return grid * unshuffle_factor(network_g.get('type'), scale)
 
 
 def check_scale_and_patch(opt):

@@ -6,7 +6,7 @@ from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from msconv_plugin.archs.ms3conv import MS3Conv
-from msconv_plugin.archs.ms3rrdbnet_arch import MS3RRDBNet, rrdbnet_to_ms3rrdbnet
+from msconv_plugin.archs.ms3rrdbnet_arch import MS3RRDBNet, rrdbnet_to_ms3rrdbnet, unshuffle_factor
 from tests.arch_checks import assert_equivalent, assert_shared_weights_and_gradients
 
 TINY = dict(num_in_ch=3, num_out_ch=3, num_feat=12, num_block=1, num_grow_ch=6)
@@ -29,6 +29,18 @@ def test_shapes(scale, n_scales, interaction, scope):
 def test_unshuffled_input_must_divide():
     with pytest.raises(ValueError, match='multiples of 2'):
         MS3RRDBNet(**TINY, scale=2)(torch.rand(1, 3, 17, 23))
+
+
+@pytest.mark.parametrize('scale', [1, 2, 4])
+def test_unshuffle_factor_is_what_the_networks_do(scale):
+    """The one rule that inference, option checks and the studies use: BasicSR's RRDBNet and ours feed their first
+    convolution ``3 * factor**2`` channels; other networks take their input as it is."""
+    factor = unshuffle_factor('RRDBNet', scale)
+    assert factor == {1: 4, 2: 2, 4: 1}[scale]
+    assert unshuffle_factor('MS3RRDBNet', scale) == factor
+    assert RRDBNet(3, 3, scale, num_feat=8, num_block=1, num_grow_ch=4).conv_first.in_channels == 3 * factor**2
+    assert MS3RRDBNet(**TINY, scale=scale).conv_first.in_channels == 3 * factor**2
+    assert unshuffle_factor('EDSR', scale) == unshuffle_factor('MS3EDSR', scale) == 1
 
 
 def test_dense_connections_are_branch_wise():

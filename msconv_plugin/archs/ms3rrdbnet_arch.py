@@ -8,6 +8,13 @@ from .ms3conv import (MS3Conv, MS3Fuse, MS3Split, add_scaled, branchwise, branch
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 
+def unshuffle_factor(arch_type, scale):
+    """How much an RRDBNet-like network (BasicSR's ``RRDBNet``, ``MS3RRDBNet``; ``arch_type`` is the registered name)
+    pixel-unshuffles its input at ``scale``: 4 at ×1, 2 at ×2, else 1 (every other network: 1). The input's height and
+    width must be multiples of it."""
+    return 4 // scale if 'RRDBNet' in str(arch_type) and scale in (1, 2) else 1
+
+
 class MS3ResidualDenseBlock(nn.Module):
     """ESRGAN's residual dense block with S2 layers; the dense concatenations are branch-wise.
 
@@ -136,15 +143,11 @@ class MS3RRDBNet(nn.Module):
         scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
-        if self.scale != 4 and (x.size(-2) * self.scale % 4 or x.size(-1) * self.scale % 4):
-            raise ValueError(f'RRDBNet with scale {self.scale} pixel-unshuffles its input by {4 // self.scale}: '
-                             f'height and width must be multiples of {4 // self.scale}, got {tuple(x.shape[-2:])}.')
-        if self.scale == 2:
-            feat = pixel_unshuffle(x, scale=2)
-        elif self.scale == 1:
-            feat = pixel_unshuffle(x, scale=4)
-        else:
-            feat = x
+        factor = unshuffle_factor(type(self).__name__, self.scale)
+        if x.size(-2) % factor or x.size(-1) % factor:
+            raise ValueError(f'RRDBNet with scale {self.scale} pixel-unshuffles its input by {factor}: '
+                             f'height and width must be multiples of {factor}, got {tuple(x.shape[-2:])}.')
+        feat = pixel_unshuffle(x, scale=factor) if factor > 1 else x
         feat = self.conv_first(feat)
         size = feat.shape[-2:]
         if self.scope == 'trunk':
