@@ -125,9 +125,9 @@ def test_mod_crop_crops_the_gt_to_a_larger_multiple(hr_folder):
         assert torch.equal(item['gt'], torch.from_numpy(expected_gt.transpose(2, 0, 1).copy()))
 
 
-@pytest.mark.parametrize('value', [3, 2.0, '4'])
+@pytest.mark.parametrize('value', [3, 2.0, '4', 0, -2, True])
 def test_mod_crop_not_a_multiple_of_the_scale_is_refused(hr_folder, value):
-    with pytest.raises(ValueError, match="mod_crop of dataset 'tiny' must be a multiple of scale 2"):
+    with pytest.raises(ValueError, match="mod_crop of dataset 'tiny' must be a positive multiple of scale 2"):
         make_dataset(hr_folder, 2, mod_crop=value)
 
 

@@ -71,10 +71,11 @@ class BicubicSRDataset(data.Dataset):
         self.mean = opt['mean'] if 'mean' in opt else None
         self.std = opt['std'] if 'std' in opt else None
         self.gt_folder = opt['dataroot_gt']
-        self.mod_crop = opt.get('mod_crop') or opt['scale']
-        if not isinstance(self.mod_crop, int) or self.mod_crop % opt['scale']:
-            raise ValueError(f"mod_crop of dataset {opt.get('name')!r} must be a multiple of scale {opt['scale']}, "
-                             f"got {self.mod_crop!r}.")
+        self.mod_crop = opt['scale'] if opt.get('mod_crop') is None else opt['mod_crop']
+        if (not isinstance(self.mod_crop, int) or isinstance(self.mod_crop, bool) or self.mod_crop < 1
+                or self.mod_crop % opt['scale']):
+            raise ValueError(f"mod_crop of dataset {opt.get('name')!r} must be a positive multiple of scale "
+                             f"{opt['scale']}, got {self.mod_crop!r}.")
 
         if not osp.isdir(self.gt_folder):
             raise FileNotFoundError(f"dataroot_gt of dataset {opt.get('name')!r} is not a folder: {self.gt_folder}")
