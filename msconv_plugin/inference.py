@@ -74,7 +74,8 @@ def input_multiple(net):
     """What the input's height and width must be a multiple of: RRDBNet-like networks at scale 1 and 2
     pixel-unshuffle their input by 4 and 2; others take any size (MS³ networks pad at their split)."""
     net = _network(net)
-    return unshuffle_factor(type(net).__name__, getattr(net, 'scale', None))
+    names = ' '.join(c.__name__ for c in type(net).__mro__)  # a user's subclass of RRDBNet / MS3RRDBNet unshuffles too
+    return unshuffle_factor(names, getattr(net, 'scale', None))
 
 
 def tile_alignment(net):

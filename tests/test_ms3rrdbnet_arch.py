@@ -7,6 +7,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from msconv_plugin.archs.ms3conv import MS3Conv
 from msconv_plugin.archs.ms3rrdbnet_arch import MS3RRDBNet, rrdbnet_to_ms3rrdbnet, unshuffle_factor
+from msconv_plugin.inference import input_multiple
 from tests.arch_checks import assert_equivalent, assert_shared_weights_and_gradients
 
 TINY = dict(num_in_ch=3, num_out_ch=3, num_feat=12, num_block=1, num_grow_ch=6)
@@ -29,6 +30,21 @@ def test_shapes(scale, n_scales, interaction, scope):
 def test_unshuffled_input_must_divide():
     with pytest.raises(ValueError, match='multiples of 2'):
         MS3RRDBNet(**TINY, scale=2)(torch.rand(1, 3, 17, 23))
+
+
+def test_a_renamed_subclass_still_unshuffles():
+    """The factor follows the network, not its class name: a user's subclass runs (and checks its input) as ours."""
+    class MyNet(MS3RRDBNet):
+        pass
+
+    torch.manual_seed(0)
+    ours, theirs = MS3RRDBNet(**TINY, scale=2), MyNet(**TINY, scale=2)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.rand(1, 3, 16, 24)
+    assert torch.equal(ours(x), theirs(x))
+    with pytest.raises(ValueError, match='multiples of 2'):
+        theirs(torch.rand(1, 3, 17, 23))
+    assert input_multiple(theirs) == input_multiple(ours) == 2  # and inference pads its input for it
 
 
 @pytest.mark.parametrize('scale', [1, 2, 4])

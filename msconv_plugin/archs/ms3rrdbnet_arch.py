@@ -143,7 +143,7 @@ class MS3RRDBNet(nn.Module):
         scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
-        factor = unshuffle_factor(type(self).__name__, self.scale)
+        factor = unshuffle_factor('MS3RRDBNet', self.scale)  # the registered name: a subclass unshuffles too
         if x.size(-2) % factor or x.size(-1) % factor:
             raise ValueError(f'RRDBNet with scale {self.scale} pixel-unshuffles its input by {factor}: '
                              f'height and width must be multiples of {factor}, got {tuple(x.shape[-2:])}.')
