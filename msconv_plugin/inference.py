@@ -74,8 +74,7 @@ def input_multiple(net):
     """What the input's height and width must be a multiple of: RRDBNet-like networks at scale 1 and 2
     pixel-unshuffle their input by 4 and 2; others take any size (MS³ networks pad at their split)."""
     net = _network(net)
-    names = ' '.join(c.__name__ for c in type(net).__mro__)  # a user's subclass of RRDBNet / MS3RRDBNet unshuffles too
-    return unshuffle_factor(names, getattr(net, 'scale', None))
+    return unshuffle_factor(net, getattr(net, 'scale', None))  # a user's subclass of RRDBNet / MS3RRDBNet too
 
 
 def tile_alignment(net):

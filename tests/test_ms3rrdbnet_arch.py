@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 import torch
+from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -57,6 +58,10 @@ def test_unshuffle_factor_is_what_the_networks_do(scale):
     assert RRDBNet(3, 3, scale, num_feat=8, num_block=1, num_grow_ch=4).conv_first.in_channels == 3 * factor**2
     assert MS3RRDBNet(**TINY, scale=scale).conv_first.in_channels == 3 * factor**2
     assert unshuffle_factor('EDSR', scale) == unshuffle_factor('MS3EDSR', scale) == 1
+    # a class or a network: its own name or any base's decides, so a user's subclass counts as what it extends
+    subclass = type('MyNet', (MS3RRDBNet, ), {})
+    assert unshuffle_factor(subclass, scale) == unshuffle_factor(subclass(**TINY, scale=scale), scale) == factor
+    assert unshuffle_factor(type('MyEDSR', (EDSR, ), {}), scale) == 1
 
 
 def test_dense_connections_are_branch_wise():

@@ -8,11 +8,14 @@ from .ms3conv import (MS3Conv, MS3Fuse, MS3Split, add_scaled, branchwise, branch
                       check_ms3_args, check_scope, convert_plain_state_dict, scale_cross_scale_init_)
 
 
-def unshuffle_factor(arch_type, scale):
-    """How much an RRDBNet-like network (BasicSR's ``RRDBNet``, ``MS3RRDBNet``; ``arch_type`` is the registered name)
-    pixel-unshuffles its input at ``scale``: 4 at ×1, 2 at ×2, else 1 (every other network: 1). The input's height and
-    width must be multiples of it."""
-    return 4 // scale if 'RRDBNet' in str(arch_type) and scale in (1, 2) else 1
+def unshuffle_factor(arch, scale):
+    """How much an RRDBNet-like network (BasicSR's ``RRDBNet``, ``MS3RRDBNet`` or a subclass of either) pixel-unshuffles
+    its input at ``scale``: 4 at ×1, 2 at ×2, else 1 (every other network: 1). The input's height and width must be
+    multiples of it. ``arch`` is a registered name (the ``type`` of an option file), a network class or a network."""
+    if isinstance(arch, nn.Module):
+        arch = type(arch)
+    names = [c.__name__ for c in arch.__mro__] if isinstance(arch, type) else [str(arch)]
+    return 4 // scale if scale in (1, 2) and any('RRDBNet' in name for name in names) else 1
 
 
 class MS3ResidualDenseBlock(nn.Module):
@@ -143,7 +146,7 @@ class MS3RRDBNet(nn.Module):
         scale_cross_scale_init_(self, cross_scale_init)
 
     def forward(self, x):
-        factor = unshuffle_factor('MS3RRDBNet', self.scale)  # the registered name: a subclass unshuffles too
+        factor = unshuffle_factor('MS3RRDBNet', self.scale)  # a constant here: subclasses share this forward
         if x.size(-2) % factor or x.size(-1) % factor:
             raise ValueError(f'RRDBNet with scale {self.scale} pixel-unshuffles its input by {factor}: '
                              f'height and width must be multiples of {factor}, got {tuple(x.shape[-2:])}.')
